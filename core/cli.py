@@ -1,0 +1,167 @@
+"""The playground without a browser: `python -m core train | sample | bench`.
+
+The same configs, the same `train_task`/`fit` loop and the same sampler as the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ModelConfig, SampleConfig, TaskConfig, TrainConfig, parse_int_list
+from .data import make_task
+from .sampling import sample_text
+from .training import EpochEvent, FitResult, format_epoch, resolve_device, train_task
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line on stderr and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description="Transformer Playground from the command line.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a causal Transformer on a toy task",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    task = train.add_argument_group("task")
+    task.add_argument("--task", default="sort", choices=["sort", "copy", "reverse", "addition", "text"])
+    task.add_argument("--seq-len", type=int, default=None,
+                      help="digits per prompt (sort/copy/reverse, default 6) or context length (text, default 64)")
+    task.add_argument("--num-digits", type=int, default=None,
+                      help="distinct digits (sort/copy/reverse, default 3) or digits per number (addition, default 2)")
+    task.add_argument("--train-size", type=int, default=2000, help="training examples per epoch")
+    task.add_argument("--val-size", type=int, default=200, help="held-out validation examples")
+    task.add_argument("--text-file", type=Path, help="UTF-8 text for --task text")
+    model = train.add_argument_group("model")
+    model.add_argument("--model", default="configurable", choices=["configurable", "simple"])
+    model.add_argument("--d-model", default="48,48,48", help="width of each layer, comma-separated")
+    model.add_argument("--dim-feedforward", default="192,192,192", help="feed-forward width of each layer")
+    model.add_argument("--nhead", default="3", help="heads: one number for all layers, or one per layer")
+    model.add_argument("--dropout", type=float, default=0.1)
+    opt = train.add_argument_group("training")
+    opt.add_argument("--epochs", type=int, default=40)
+    opt.add_argument("--batch-size", type=int, default=64)
+    opt.add_argument("--lr", type=float, default=3e-3)
+    opt.add_argument("--weight-decay", type=float, default=0.1)
+    opt.add_argument("--warmup", type=float, default=0.05, help="fraction of steps spent warming up")
+    opt.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0 = off)")
+    opt.add_argument("--patience", type=int, default=None, help="stop after this many epochs without improvement")
+    opt.add_argument("--max-seconds", type=float, default=None, help="wall-clock budget for training")
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    train.add_argument("--out", type=Path, default=Path("runs/latest"),
+                       help="folder for best.safetensors and history.json")
+    train.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+    sample = commands.add_parser("sample", help="continue a prompt with a trained checkpoint",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sample.add_argument("--checkpoint", type=Path, required=True)
+    sample.add_argument("--prompt", required=True)
+    sample.add_argument("--max-new-tokens", type=int, default=None,
+                        help="default: the answer length for algorithmic tasks, 200 for text")
+    sample.add_argument("--temperature", type=float, default=1.0, help="0 means greedy")
+    sample.add_argument("--top-k", type=int, default=None)
+    sample.add_argument("--top-p", type=float, default=None)
+    sample.add_argument("--greedy", action="store_true", help="always take the likeliest token")
+    sample.add_argument("--seed", type=int, default=None)
+    sample.add_argument("--device", default="cpu")
+
+    bench = commands.add_parser("bench", help="measure training, sampling and page-update speed")
+    bench.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    bench.add_argument("--quick", action="store_true", help="smaller runs (a smoke check, not a measurement)")
+    return parser
+
+
+def _task_config(args: argparse.Namespace) -> TaskConfig:
+    text = None
+    if args.task == "text":
+        if args.text_file is None:
+            raise ValueError("--task text needs --text-file PATH")
+        try:
+            text = args.text_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"cannot read --text-file {args.text_file}: {error}") from None
+    seq_len = args.seq_len if args.seq_len is not None else (64 if args.task == "text" else 6)
+    num_digits = args.num_digits if args.num_digits is not None else (2 if args.task == "addition" else 3)
+    return TaskConfig(args.task, seq_len, num_digits, args.train_size, args.val_size, args.seed, text)
+
+
+def _train(args: argparse.Namespace) -> int:
+    task = make_task(_task_config(args))
+    heads = parse_int_list(args.nhead, "--nhead")
+    model_config = ModelConfig(len(task.vocab), parse_int_list(args.d_model, "--d-model"),
+                               parse_int_list(args.dim_feedforward, "--dim-feedforward"),
+                               heads[0] if len(heads) == 1 else heads, args.dropout, args.model)
+    train_config = TrainConfig(args.epochs, args.batch_size, args.lr, args.weight_decay, args.warmup,
+                               args.grad_clip, args.patience, args.seed, args.device, args.max_seconds)
+    model_config.validate()
+    train_config.validate()
+    resolve_device(args.device)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path, history_path = out / "best.safetensors", out / "history.json"
+    if not args.quiet:
+        print(f"{task.name}: {len(task.train_dataset)} training / {len(task.val_dataset)} validation examples, "
+              f"vocabulary {task.vocab.describe()!r}; model {model_config.num_parameters():,} parameters")
+    for event in train_task(task, model_config, train_config):
+        if isinstance(event, EpochEvent):
+            if event.record.improved:
+                summary = {"best_epoch": event.record.epoch, "best_val_loss": event.record.val_loss,
+                           "val_accuracy": event.record.val_accuracy, "seed": args.seed,
+                           "train_config": vars(train_config)}
+                save_checkpoint(checkpoint_path, event.best_model, model_config, task, summary)
+            history_path.write_text(json.dumps(event.history.to_json_rows(), indent=1))
+            if not args.quiet:
+                print(format_epoch(event), flush=True)
+        elif isinstance(event, FitResult):
+            best = event.history.epochs[event.best_epoch - 1] if event.best_epoch else None
+            accuracy = "" if best is None or best.val_accuracy is None else \
+                f", held-out exact match {best.val_accuracy:.1%}"
+            print(f"{event.message}{accuracy}")
+            if event.best_model is not None:
+                print(f"best checkpoint: {checkpoint_path}")
+            return 1 if event.stop_reason == "diverged" else 0
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    checkpoint = load_checkpoint(args.checkpoint, resolve_device(args.device))
+    task = checkpoint.task
+    max_new = args.max_new_tokens
+    if max_new is None:
+        max_new = task.problem.answer_len if task.problem is not None else 200
+    config = SampleConfig(max_new, args.temperature, args.top_k, args.top_p, args.greedy, args.seed)
+    answer = sample_text(checkpoint.model, task, args.prompt, config)
+    expected = task.expected_answer(args.prompt)
+    if expected is None:
+        print(args.prompt + answer)
+    else:
+        verdict = "correct" if answer[: len(expected)] == expected else f"expected {expected}"
+        print(f"{args.prompt} -> {answer}  ({verdict})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "sample":
+            return _sample(args)
+        from .benchmark import run_benchmarks
+        return run_benchmarks(quick=args.quick, json_path=args.json)
+    except ValueError as error:
+        print(f"python -m core {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+

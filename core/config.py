@@ -1,0 +1,420 @@
+"""Every knob of the playground as a dataclass, validated once, here.
+
+Widgets, command-line flags and tests all turn their values into these configs; a config that
+constructs without error is one the engine can run. Mistakes become a `ValueError` whose
+message says what is wrong and how to fix it, in words a student understands.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+MODEL_TYPES = ("configurable", "simple")
+TASK_KINDS = ("sort", "copy", "reverse", "addition", "text")
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds that keep one run from eating the machine.
+
+    The defaults are generous for a laptop; `Limits.public()` is the safe set for a shared
+    Space. Every field can be overridden by an environment variable PLAYGROUND_<FIELD>
+    (upper case), e.g. PLAYGROUND_MAX_PARAMS=5000000.
+    """
+
+    max_layers: int = 24
+    max_d_model: int = 2048
+    max_dim_feedforward: int = 8192
+    max_params: int = 200_000_000
+    max_seq_len: int = 2048
+    max_epochs: int = 10_000
+    max_train_size: int = 1_000_000
+    max_batch_size: int = 4096
+    max_train_seconds: float = 0.0  # 0 means no time limit
+    max_text_chars: int = 50_000_000
+    max_new_tokens: int = 10_000
+
+    @classmethod
+    def public(cls) -> Limits:
+        """Bounds for a public 2-vCPU Space where many visitors train at once."""
+        return cls(
+            max_layers=8,
+            max_d_model=256,
+            max_dim_feedforward=1024,
+            max_params=3_000_000,
+            max_seq_len=256,
+            max_epochs=300,
+            max_train_size=20_000,
+            max_batch_size=512,
+            max_train_seconds=300.0,
+            max_text_chars=200_000,
+            max_new_tokens=500,
+        )
+
+    @classmethod
+    def from_env(cls, base: Limits | None = None, environ: Mapping[str, str] | None = None) -> Limits:
+        """`base` (default: laptop defaults) with PLAYGROUND_* environment overrides applied."""
+        base = base or cls()
+        environ = os.environ if environ is None else environ
+        overrides: dict[str, Any] = {}
+        for f in fields(cls):
+            name = env_var_for(f.name)
+            raw = environ.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            kind = float if f.type in ("float", float) else int
+            try:
+                value = kind(raw.replace("_", ""))
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a number") from None
+            if value < 0:
+                raise ValueError(f"{name} must not be negative, got {raw}")
+            overrides[f.name] = value
+        return replace(base, **overrides)
+
+
+def env_var_for(limit_name: str) -> str:
+    return f"PLAYGROUND_{limit_name.upper()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Small parsing helpers shared by the page's table and the command line
+# ---------------------------------------------------------------------------------------------
+
+def as_int(value: Any, what: str, minimum: int | None = None, maximum: int | None = None,
+           limit_name: str | None = None) -> int:
+    """A whole number from an int, a float with no fraction, or a string (table cells arrive as text)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a whole number, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        if text == "":
+            raise ValueError(f"{what} is empty: type a whole number")
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{what} must be a whole number, got {value!r}") from None
+    elif isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        try:  # numpy scalars and the like
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(f"{what} must be a whole number, got {value!r}")
+    result = int(number)
+    if minimum is not None and result < minimum:
+        raise ValueError(f"{what} must be at least {minimum}, got {result}")
+    if maximum is not None and result > maximum:
+        hint = f" (set by {env_var_for(limit_name)})" if limit_name else ""
+        raise ValueError(f"{what} {result} is above the limit of {maximum:,}{hint}")
+    return result
+
+
+def as_float(value: Any, what: str) -> float:
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    return number
+
+
+def parse_int_list(text: str | Sequence[Any], what: str) -> list[int]:
+    """'48,48, 64' -> [48, 48, 64] with a message naming the bad item."""
+    items = [p for p in text.replace(" ", ",").split(",") if p] if isinstance(text, str) else list(text)
+    if not items:
+        raise ValueError(f"{what} is empty: give comma-separated whole numbers like 48,48,48")
+    return [as_int(item, f"{what} item {i}") for i, item in enumerate(items, start=1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class ModelConfig:
+    """A causal Transformer, one entry per encoder layer (nanoGPT's GPTConfig, but per layer).
+
+    `nhead` is one int for every layer or one per layer. `model_type="simple"` is the seed's
+    uniform `SimpleTransformer`, which needs the same width in every layer.
+    """
+
+    vocab_size: int
+    d_model_configs: list[int]
+    dim_feedforward_configs: list[int]
+    nhead: int | list[int] = 4
+    dropout: float = 0.1
+    model_type: str = "configurable"
+
+    def __post_init__(self) -> None:
+        self.d_model_configs = list(self.d_model_configs)
+        self.dim_feedforward_configs = list(self.dim_feedforward_configs)
+        if not isinstance(self.nhead, int):
+            self.nhead = list(self.nhead)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.d_model_configs)
+
+    @property
+    def heads_per_layer(self) -> list[int]:
+        if isinstance(self.nhead, list):
+            return list(self.nhead)
+        return [self.nhead] * self.num_layers
+
+    def validate(self, limits: Limits | None = None) -> ModelConfig:
+        """Raise ValueError naming the layer and the problem; return self so calls can chain."""
+        limits = limits or Limits()
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"model type must be one of {', '.join(MODEL_TYPES)}, got {self.model_type!r}")
+        as_int(self.vocab_size, "vocab_size", minimum=2)
+        d_models, ffs = self.d_model_configs, self.dim_feedforward_configs
+        if not d_models:
+            raise ValueError("d_model_configs is empty: the model needs at least one layer")
+        if len(ffs) != len(d_models):
+            raise ValueError(
+                f"d_model_configs has {len(d_models)} layers but dim_feedforward_configs has "
+                f"{len(ffs)}: give one dim_feedforward per layer")
+        heads = self.nhead
+        if isinstance(heads, list) and len(heads) != len(d_models):
+            raise ValueError(
+                f"nhead lists {len(heads)} values for {len(d_models)} layers: give one nhead per "
+                "layer, or a single number for all")
+        if len(d_models) > limits.max_layers:
+            raise ValueError(f"{len(d_models)} layers is above the limit of {limits.max_layers} "
+                             f"(set by {env_var_for('max_layers')}); remove some layers")
+        for i, (d, ff, h) in enumerate(zip(d_models, ffs, self.heads_per_layer), start=1):
+            as_int(d, f"layer {i}: d_model", minimum=1, maximum=limits.max_d_model, limit_name="max_d_model")
+            as_int(ff, f"layer {i}: dim_feedforward", minimum=1, maximum=limits.max_dim_feedforward,
+                   limit_name="max_dim_feedforward")
+            as_int(h, f"layer {i}: nhead", minimum=1)
+            if d % h:
+                near = sorted({max(h, d - d % h), d - d % h + h})
+                raise ValueError(
+                    f"layer {i}: d_model {d} is not divisible by nhead {h} "
+                    f"(each head gets d_model / nhead dimensions); try d_model "
+                    f"{' or '.join(map(str, near))}, or a different nhead")
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be at least 0 and below 1, got {self.dropout!r}")
+        if self.model_type == "simple":
+            for name, values in (("d_model", d_models), ("dim_feedforward", ffs),
+                                 ("nhead", self.heads_per_layer)):
+                for i, v in enumerate(values[1:], start=2):
+                    if v != values[0]:
+                        raise ValueError(
+                            f"the simple model uses one {name} for every layer, but layer {i} has "
+                            f"{v} and layer 1 has {values[0]}: make them equal or choose the "
+                            "configurable model for per-layer widths")
+        total = self.num_parameters()
+        if total > limits.max_params:
+            raise ValueError(f"the model has {total:,} parameters, above the limit of "
+                             f"{limits.max_params:,} (set by {env_var_for('max_params')}): "
+                             "use fewer or narrower layers")
+        return self
+
+    def parameter_breakdown(self) -> list[tuple[str, int]]:
+        """(part, parameter count) in the order the input flows, projections included.
+
+        Computed from the shapes alone so the page can show it for every edit without building
+        a model; tests check it against the real module.
+        """
+        vocab, d_models, ffs = self.vocab_size, self.d_model_configs, self.dim_feedforward_configs
+        rows = [(f"token embedding ({vocab} x {d_models[0]})", vocab * d_models[0])]
+        previous = d_models[0]
+        for i, (d, ff, h) in enumerate(zip(d_models, ffs, self.heads_per_layer), start=1):
+            if d != previous:
+                rows.append((f"projection {previous} -> {d}", previous * d + d))
+            # attention in/out projections + two feed-forward linears + two LayerNorms
+            attention = 3 * d * d + 3 * d + d * d + d
+            feed_forward = d * ff + ff + ff * d + d
+            rows.append((f"layer {i} (d_model {d}, ff {ff}, {h} heads)", attention + feed_forward + 4 * d))
+            previous = d
+        rows.append((f"final norm + head ({previous} x {vocab})", 2 * previous + previous * vocab + vocab))
+        return rows
+
+    def num_parameters(self) -> int:
+        return sum(count for _, count in self.parameter_breakdown())
+
+    def projection_positions(self) -> list[int]:
+        """Indices i (0-based) such that a projection sits between layer i-1 and layer i."""
+        d = self.d_model_configs
+        return [i for i in range(1, len(d)) if d[i] != d[i - 1]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def parse_layer_rows(rows: Iterable[Sequence[Any]]) -> tuple[list[int], list[int], list[int]]:
+    """Rows of (d_model, dim_feedforward, nhead) as typed in a table -> three int lists.
+
+    Blank rows are skipped, so an added-but-empty row doesn't count as a layer.
+    """
+    d_models: list[int] = []
+    ffs: list[int] = []
+    heads: list[int] = []
+    for row in rows:
+        cells = list(row)
+        if all(c is None or (isinstance(c, str) and not c.strip()) or
+               (isinstance(c, float) and math.isnan(c)) for c in cells):
+            continue
+        if len(cells) < 3:
+            raise ValueError(f"layer {len(d_models) + 1}: needs d_model, dim_feedforward and nhead")
+        i = len(d_models) + 1
+        d_models.append(as_int(cells[0], f"layer {i}: d_model", minimum=1))
+        ffs.append(as_int(cells[1], f"layer {i}: dim_feedforward", minimum=1))
+        heads.append(as_int(cells[2], f"layer {i}: nhead", minimum=1))
+    if not d_models:
+        raise ValueError("the layer table is empty: add at least one layer")
+    return d_models, ffs, heads
+
+
+# ---------------------------------------------------------------------------------------------
+# Task
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TaskConfig:
+    """A toy sequence task.
+
+    sort / copy / reverse: `seq_len` digits drawn from the first `num_digits` digits (minGPT's
+    sort demo is seq_len 6, num_digits 3). addition: two `num_digits`-digit numbers (minGPT's
+    adder's ndigit). text: next-character prediction on `text` with `seq_len` characters of
+    context; the last 10% of the text is held out for validation.
+    """
+
+    kind: str = "sort"
+    seq_len: int = 6
+    num_digits: int = 3
+    train_size: int = 2000
+    val_size: int = 200
+    seed: int = 0
+    text: str | None = field(default=None, repr=False)
+
+    def validate(self, limits: Limits | None = None) -> TaskConfig:
+        limits = limits or Limits()
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"task must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}")
+        as_int(self.seed, "seed", minimum=0)
+        as_int(self.train_size, "train size", minimum=1, maximum=limits.max_train_size,
+               limit_name="max_train_size")
+        as_int(self.val_size, "validation size", minimum=1, maximum=limits.max_train_size,
+               limit_name="max_train_size")
+        if self.kind == "text":
+            as_int(self.seq_len, "context length", minimum=1, maximum=limits.max_seq_len,
+                   limit_name="max_seq_len")
+            if not self.text or not self.text.strip():
+                raise ValueError("the text task needs some text: paste a few paragraphs or give a text file")
+            if len(self.text) > limits.max_text_chars:
+                raise ValueError(f"the text has {len(self.text):,} characters, above the limit of "
+                                 f"{limits.max_text_chars:,} (set by {env_var_for('max_text_chars')})")
+        elif self.kind == "addition":
+            as_int(self.num_digits, "digits per number", minimum=1, maximum=9)
+            if 3 * self.num_digits + 2 > limits.max_seq_len:
+                raise ValueError(f"{self.num_digits}-digit addition needs sequences longer than the "
+                                 f"limit of {limits.max_seq_len}")
+        else:
+            as_int(self.seq_len, "sequence length", minimum=1)
+            if 2 * self.seq_len - 1 > limits.max_seq_len:
+                raise ValueError(f"sequence length {self.seq_len} makes model inputs of "
+                                 f"{2 * self.seq_len - 1} tokens, above the limit of "
+                                 f"{limits.max_seq_len} (set by {env_var_for('max_seq_len')})")
+            as_int(self.num_digits, "number of distinct digits", minimum=2, maximum=10)
+        return self
+
+    def to_dict(self, include_text: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if not include_text:
+            data.pop("text")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and sampling
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+    """How to train: AdamW, linear warmup then cosine decay, gradient clipping, early stopping."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
+    patience: int | None = None  # epochs without improvement before stopping; None = never
+    seed: int = 0
+    device: str = "cpu"
+    max_seconds: float | None = None  # wall-clock budget; None = unlimited
+
+    def validate(self, limits: Limits | None = None) -> TrainConfig:
+        limits = limits or Limits()
+        as_int(self.epochs, "epochs", minimum=1, maximum=limits.max_epochs, limit_name="max_epochs")
+        as_int(self.batch_size, "batch size", minimum=1, maximum=limits.max_batch_size,
+               limit_name="max_batch_size")
+        as_int(self.seed, "seed", minimum=0)
+        lr = as_float(self.lr, "learning rate")
+        if not 0 < lr <= 1:
+            raise ValueError(f"learning rate must be above 0 and at most 1 (try 0.003), got {self.lr}")
+        if not 0 <= as_float(self.weight_decay, "weight decay") < 1:
+            raise ValueError(f"weight decay must be at least 0 and below 1, got {self.weight_decay}")
+        if not 0 <= as_float(self.warmup_fraction, "warmup fraction") < 1:
+            raise ValueError(f"warmup fraction must be at least 0 and below 1, got {self.warmup_fraction}")
+        if as_float(self.grad_clip, "gradient clipping") < 0:
+            raise ValueError(f"gradient clipping must be 0 (off) or positive, got {self.grad_clip}")
+        if self.patience is not None:
+            as_int(self.patience, "patience", minimum=1)
+        if self.max_seconds is not None and as_float(self.max_seconds, "time limit") <= 0:
+            raise ValueError(f"time limit must be positive, got {self.max_seconds}")
+        return self
+
+
+@dataclass
+class SampleConfig:
+    """How to pick each next token. temperature 0 or greedy=True means always the likeliest."""
+
+    max_new_tokens: int = 20
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    greedy: bool = False
+    seed: int | None = None
+
+    def validate(self, limits: Limits | None = None) -> SampleConfig:
+        limits = limits or Limits()
+        as_int(self.max_new_tokens, "max new tokens", minimum=1, maximum=limits.max_new_tokens,
+               limit_name="max_new_tokens")
+        if as_float(self.temperature, "temperature") < 0:
+            raise ValueError(f"temperature must be 0 (greedy) or positive, got {self.temperature}")
+        if self.top_k is not None:
+            as_int(self.top_k, "top-k", minimum=1)
+        if self.top_p is not None and not 0 < as_float(self.top_p, "top-p") <= 1:
+            raise ValueError(f"top-p must be above 0 and at most 1, got {self.top_p}")
+        if self.seed is not None:
+            as_int(self.seed, "seed", minimum=0)
+        return self
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.greedy or self.temperature == 0

@@ -1,0 +1,268 @@
+"""Toy sequence tasks: a vocabulary, seeded disjoint train/validation sets, and the right answers.
+
+Algorithmic tasks (sort, copy, reverse, addition) are a prompt followed by its answer. As in
+minGPT's sort and adder demos, the loss counts only the answer tokens (the prompt positions get
+IGNORE_INDEX), and a task scores a model by the exact match of its greedy answers on held-out
+prompts. The "text" task is plain next-character prediction.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from .config import Limits, TaskConfig
+
+IGNORE_INDEX = -100  # nn.CrossEntropyLoss's default ignore_index
+TEXT_VALIDATION_FRACTION = 0.1
+_ENUMERATE_UP_TO = 200_000  # problem spaces this small are listed exhaustively before splitting
+
+
+class Vocab:
+    """Characters <-> token ids. Every task here is character level, so prompts are plain text."""
+
+    def __init__(self, tokens: Iterable[str]):
+        self.tokens = list(tokens)
+        if len(set(self.tokens)) != len(self.tokens):
+            raise ValueError("vocabulary tokens must be unique")
+        self.stoi = {t: i for i, t in enumerate(self.tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and other.tokens == self.tokens
+
+    def encode(self, text: str) -> list[int]:
+        unknown = sorted({ch for ch in text if ch not in self.stoi})
+        if unknown:
+            shown = " ".join(repr(ch) for ch in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise ValueError(f"{shown}{more} {'is' if len(unknown) == 1 else 'are'} not in the "
+                             f"vocabulary; use only these characters: {self.describe()}")
+        return [self.stoi[ch] for ch in text]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.tokens[int(i)] for i in ids)
+
+    def describe(self, limit: int = 40) -> str:
+        shown = "".join(self.tokens[:limit]).replace("\n", "\u23ce")
+        return shown + ("..." if len(self.tokens) > limit else "")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An algorithmic task's format: how prompts look and what their answers are."""
+
+    symbols: str  # the prompt is built from `length` of these
+    length: int
+    format_prompt: Callable[[str], str]  # raw symbols -> prompt text
+    solve: Callable[[str], str]  # prompt text -> answer text
+    answer_len: int
+    extra_tokens: str = ""
+    example_hint: str = ""
+
+    @property
+    def space_size(self) -> int:
+        return len(self.symbols) ** self.length
+
+    @property
+    def prompt_len(self) -> int:
+        return len(self.format_prompt(self.symbols[0] * self.length))
+
+    def prompt_from_index(self, index: int) -> str:
+        base, digits = len(self.symbols), []
+        for _ in range(self.length):
+            index, r = divmod(index, base)
+            digits.append(self.symbols[r])
+        return self.format_prompt("".join(reversed(digits)))
+
+    def random_prompt(self, rng: random.Random) -> str:
+        return self.format_prompt("".join(rng.choice(self.symbols) for _ in range(self.length)))
+
+
+def _addition_problem(n: int) -> Problem:
+    def fmt(raw: str) -> str:
+        return f"{raw[:n]}+{raw[n:]}="
+
+    def solve(prompt: str) -> str:
+        a, b = prompt.rstrip("=").split("+")
+        return f"{int(a) + int(b):0{n + 1}d}"
+
+    return Problem("0123456789", 2 * n, fmt, solve, n + 1, extra_tokens="+=",
+                   example_hint=f"two {n}-digit numbers, zero-padded, like {'4' * n}+{'7' * n}=")
+
+
+def make_problem(config: TaskConfig) -> Problem:
+    """The prompt/answer format of an algorithmic task."""
+    if config.kind == "addition":
+        return _addition_problem(config.num_digits)
+    symbols = "0123456789"[: config.num_digits]
+    solvers: dict[str, Callable[[str], str]] = {
+        "sort": lambda p: "".join(sorted(p)),
+        "copy": lambda p: p,
+        "reverse": lambda p: p[::-1],
+    }
+    if config.kind not in solvers:
+        raise ValueError(f"{config.kind!r} is not an algorithmic task")
+    hint = f"{config.seq_len} digits from {symbols[0]}-{symbols[-1]}"
+    return Problem(symbols, config.seq_len, lambda raw: raw, solvers[config.kind], config.seq_len,
+                   example_hint=hint)
+
+
+class TextWindows(Dataset):
+    """Windows of `block_size + 1` characters from an encoded text: x is the window minus its last
+    token, y the window minus its first (next-character targets)."""
+
+    def __init__(self, ids: torch.Tensor, starts: list[int], block_size: int):
+        self.ids, self.starts, self.block_size = ids, starts, block_size
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk = self.ids[self.starts[i]: self.starts[i] + self.block_size + 1]  # (T + 1,)
+        return chunk[:-1], chunk[1:]  # (T,), (T,)
+
+
+@dataclass
+class Task:
+    """What training and sampling need to know about a task.
+
+    `block_size` is the model's input length. For algorithmic tasks `problem` gives prompt and
+    answer lengths and the right answers, and `val_prompts` are the held-out prompts scored by
+    exact match. Datasets are None for a task rebuilt from a checkpoint.
+    """
+
+    config: TaskConfig
+    vocab: Vocab
+    block_size: int
+    problem: Problem | None = None
+    train_dataset: Dataset | None = None
+    val_dataset: Dataset | None = None
+    val_prompts: list[str] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.kind
+
+    @property
+    def is_algorithmic(self) -> bool:
+        return self.problem is not None
+
+    def expected_answer(self, prompt: str) -> str | None:
+        """The right answer for an algorithmic prompt (None for the text task)."""
+        if self.problem is None:
+            return None
+        self.check_prompt(prompt)
+        return self.problem.solve(prompt)
+
+    def check_prompt(self, prompt: str) -> None:
+        """Raise ValueError saying what a valid prompt for this task looks like."""
+        if not prompt:
+            raise ValueError(f"the prompt is empty; try {self.examples(1)[0]!r}")
+        self.vocab.encode(prompt)  # names any unknown character
+        if self.problem is None:
+            return
+        problem = self.problem
+        if len(prompt) != problem.prompt_len:
+            raise ValueError(f"a {self.name} prompt is {problem.example_hint} ({problem.prompt_len} "
+                             f"characters), e.g. {self.examples(1)[0]!r}; got {len(prompt)} characters")
+        template = problem.format_prompt(problem.symbols[0] * problem.length)
+        for i, (got, want) in enumerate(zip(prompt, template), start=1):
+            if (want in problem.symbols) != (got in problem.symbols):
+                raise ValueError(f"character {i} of the prompt should be "
+                                 f"{'a digit' if want in problem.symbols else repr(want)}, got "
+                                 f"{got!r}; e.g. {self.examples(1)[0]!r}")
+
+    def examples(self, count: int = 5, seed: int = 1234) -> list[str]:
+        """Prompts to show a user: held-out ones where we have them (the model never trained on them)."""
+        if self.val_prompts:
+            return self.val_prompts[:count]
+        if self.problem is not None:
+            rng = random.Random(seed)
+            return [self.problem.random_prompt(rng) for _ in range(count)]
+        return ["".join(self.vocab.tokens[: min(4, len(self.vocab))])]
+
+
+def make_task(config: TaskConfig, limits: Limits | None = None) -> Task:
+    """A task with its seeded datasets. Same config -> same data; train and validation disjoint."""
+    config.validate(limits)
+    if config.kind == "text":
+        return _make_text_task(config)
+    problem = make_problem(config)
+    vocab = Vocab(problem.symbols + problem.extra_tokens)
+    rng = random.Random(config.seed)
+    val_prompts, train_prompts = _split_prompts(problem, config.train_size, config.val_size, rng)
+
+    def encode_all(prompts: list[str]) -> TensorDataset:
+        sequences = torch.tensor([vocab.encode(p + problem.solve(p)) for p in prompts], dtype=torch.long)  # (N, L)
+        x = sequences[:, :-1]  # (N, L-1)
+        y = sequences[:, 1:].clone()  # (N, L-1): the next token at each position
+        y[:, : problem.prompt_len - 1] = IGNORE_INDEX  # only the answer is learned
+        return TensorDataset(x, y)
+
+    return Task(config, vocab, problem.prompt_len + problem.answer_len - 1, problem,
+                encode_all(train_prompts), encode_all(val_prompts), val_prompts)
+
+
+def task_for_checkpoint(config: TaskConfig, tokens: list[str], block_size: int) -> Task:
+    """A data-less task (vocabulary, answers) rebuilt from what a checkpoint stores."""
+    problem = None if config.kind == "text" else make_problem(config)
+    return Task(config, Vocab(tokens), block_size, problem)
+
+
+def _split_prompts(problem: Problem, train_size: int, val_size: int,
+                   rng: random.Random) -> tuple[list[str], list[str]]:
+    """Held-out validation prompts, then `train_size` training prompts that never include them.
+
+    Validation takes at most a fifth of the problem space, so small spaces (sort of 6 digits
+    over 0-2 has 729 problems) still leave most problems to train on; training draws from the
+    rest with repeats, like minGPT's demos, so an epoch has `train_size` examples either way.
+    """
+    space = problem.space_size
+    n_val = min(val_size, max(1, space // 5))
+    if space < 2:
+        raise ValueError("this task has a single possible problem; use a longer sequence or more digits")
+    if space <= _ENUMERATE_UP_TO:
+        order = list(range(space))
+        rng.shuffle(order)
+        val_ids, rest = order[:n_val], order[n_val:]
+        train_ids = [rng.choice(rest) for _ in range(train_size)]
+        return [problem.prompt_from_index(i) for i in val_ids], [problem.prompt_from_index(i) for i in train_ids]
+    val_set: dict[str, None] = {}
+    while len(val_set) < n_val:
+        val_set[problem.random_prompt(rng)] = None
+    train: list[str] = []
+    while len(train) < train_size:
+        prompt = problem.random_prompt(rng)
+        if prompt not in val_set:
+            train.append(prompt)
+    return list(val_set), train
+
+
+def _make_text_task(config: TaskConfig) -> Task:
+    text = config.text or ""
+    block = config.seq_len
+    vocab = Vocab(sorted(set(text)))
+    if len(vocab) < 2:
+        raise ValueError("the text uses a single distinct character; paste text with some variety")
+    split = int(len(text) * (1 - TEXT_VALIDATION_FRACTION))
+    val_len = len(text) - split
+    if val_len < block + 1 or split < block + 1:
+        needed = int((block + 1) / TEXT_VALIDATION_FRACTION) + 1
+        raise ValueError(f"the text has {len(text):,} characters; with a context length of {block} it needs "
+                         f"at least {needed:,} (the last 10% is held out and must hold one window of "
+                         f"{block + 1}): paste more text or lower the context length")
+    ids = torch.tensor(vocab.encode(text), dtype=torch.long)  # (N,)
+    rng = random.Random(config.seed)
+    train_starts = [rng.randrange(0, split - block) for _ in range(config.train_size)]
+    n_val = min(config.val_size, val_len - block)
+    last = len(text) - block - 1
+    val_starts = sorted({split + (last - split) * i // max(1, n_val - 1) for i in range(n_val)})
+    return Task(config, vocab, block, None, TextWindows(ids, train_starts, block),
+                TextWindows(ids, val_starts, block))

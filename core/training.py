@@ -1,0 +1,320 @@
+"""The one training loop. The page, the command line and the tests all run `fit`.
+
+`fit` is a generator: it yields a `StepEvent` after every optimizer step, an `EpochEvent` after
+every validation, and finally a `FitResult`, so a page can draw a live curve and a terminal can
+print a line per epoch from the same loop. `train_model` is the seed's API over it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
+from torch.utils.data import DataLoader
+
+from .config import Limits, ModelConfig, TrainConfig
+from .data import IGNORE_INDEX, Task
+from .model import build_model
+from .sampling import greedy_answers
+
+STOP_REASONS = ("completed", "early_stopping", "stopped", "time_limit", "diverged")
+
+
+@dataclass
+class EpochRecord:
+    """One row of history.json. `partial` marks an epoch cut short by Stop or the time limit."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float | None
+    improved: bool
+    elapsed_s: float
+    tokens_per_s: float
+    lr: float
+    partial: bool = False
+
+
+@dataclass
+class TrainingHistory:
+    """Everything a loss curve needs: per-step train loss (x in epochs) and per-epoch records."""
+
+    step_positions: list[float] = field(default_factory=list)  # 0.5 = halfway through epoch 1
+    step_losses: list[float] = field(default_factory=list)
+    epochs: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val_loss: float = math.inf
+
+    def to_json_rows(self) -> list[dict]:
+        return [asdict(r) for r in self.epochs]
+
+
+@dataclass
+class StepEvent:
+    epoch: int
+    step: int  # optimizer steps done so far, over the whole run
+    total_steps: int
+    loss: float
+    lr: float
+    elapsed_s: float
+    history: TrainingHistory
+
+    @property
+    def seconds_left(self) -> float:
+        return self.elapsed_s / max(1, self.step) * (self.total_steps - self.step)
+
+
+@dataclass
+class EpochEvent:
+    record: EpochRecord
+    num_epochs: int
+    history: TrainingHistory
+    best_model: nn.Module | None  # the deep copy kept so far (the same object until it improves)
+
+
+@dataclass
+class FitResult:
+    """The end of a run. `best_model` is None only if no epoch (not even a partial one) finished."""
+
+    best_model: nn.Module | None
+    best_loss: float
+    best_epoch: int | None
+    history: TrainingHistory
+    stop_reason: str
+    message: str
+
+
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """'auto' picks CUDA when present; asking for a device this machine lacks is a clear error."""
+    name = "auto" if name is None else str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}: use cpu, cuda, cuda:0 or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this machine has no CUDA GPU: use cpu or auto")
+    return device
+
+
+def flat_loss(criterion: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The seed's flattening: (B, T, V) -> (B*T, V) logits against (B, T) -> (B*T,) targets."""
+    return criterion(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device) -> float:
+    """Mean loss per counted target token over the whole loader (batches of any size weigh fairly)."""
+    was_training = model.training
+    model.eval()
+    ignore = getattr(criterion, "ignore_index", IGNORE_INDEX)
+    total, count = 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)  # (B, T), (B, T)
+        n = int((y != ignore).sum())
+        if n:
+            total += flat_loss(criterion, model(x), y).item() * n
+            count += n
+    model.train(was_training)
+    return total / max(1, count)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, task: Task, device: torch.device | None = None, batch_size: int = 512) -> float | None:
+    """Exact-match accuracy of greedy answers on the task's held-out prompts (None for text)."""
+    if task.problem is None or not task.val_prompts:
+        return None
+    device = device or next(model.parameters()).device
+    correct = 0
+    for start in range(0, len(task.val_prompts), batch_size):
+        prompts = task.val_prompts[start: start + batch_size]
+        ids = torch.tensor([task.vocab.encode(p) for p in prompts], device=device)  # (B, P)
+        answers = greedy_answers(model, ids, task.problem.answer_len)  # (B, A)
+        for prompt, answer in zip(prompts, answers.tolist()):
+            correct += task.vocab.decode(answer) == task.problem.solve(prompt)
+    return correct / len(task.val_prompts)
+
+
+def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, optimizer: torch.optim.Optimizer,
+        criterion: nn.Module, num_epochs: int, device: torch.device | str, *,
+        scheduler: LRScheduler | None = None, grad_clip: float = 1.0, patience: int | None = None,
+        accuracy_fn: Callable[[nn.Module], float | None] | None = None,
+        should_stop: Callable[[], bool] | None = None, max_seconds: float | None = None,
+        ) -> Iterator[StepEvent | EpochEvent | FitResult]:
+    """Train, validate every epoch, keep a deep copy of the model whenever validation improves.
+
+    Stop requests and the time limit are honoured between two steps: the part-epoch is then
+    validated like a whole one, so even a run stopped early hands back a best model.
+    """
+    device = torch.device(device)
+    history = TrainingHistory()
+    best_loss, best_model, best_epoch = math.inf, None, None
+    stale_epochs = 0
+    steps_per_epoch = len(train_loader)
+    total_steps = num_epochs * steps_per_epoch
+    step = 0
+    start = time.perf_counter()
+    stop_reason, message = "completed", f"trained {num_epochs} epochs"
+
+    for epoch in range(1, num_epochs + 1):
+        model.train()
+        epoch_loss, epoch_batches, epoch_tokens = 0.0, 0, 0
+        train_seconds = 0.0
+        interrupted = False
+        for batch_index, (x, y) in enumerate(train_loader):
+            if should_stop is not None and should_stop():
+                stop_reason, message, interrupted = "stopped", f"stopped during epoch {epoch}", True
+                break
+            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                stop_reason, interrupted = "time_limit", True
+                message = f"reached the time limit of {max_seconds:g} s during epoch {epoch}"
+                break
+            step_start = time.perf_counter()
+            x, y = x.to(device), y.to(device)  # (B, T), (B, T)
+            logits = model(x)  # (B, T) -> (B, T, V)
+            loss = flat_loss(criterion, logits, y)
+            if not torch.isfinite(loss):
+                lr = optimizer.param_groups[0]["lr"]
+                kept = f"the best model, from epoch {best_epoch}, is kept" if best_model is not None \
+                    else "no epoch had finished, so there is no model to keep"
+                yield FitResult(_finish(best_model), best_loss, best_epoch, history, "diverged",
+                                f"the loss became {loss.item()} at epoch {epoch}, step {batch_index + 1}: "
+                                f"training stopped; lower the learning rate (it was {lr:.3g}); {kept}")
+                return
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip and grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            train_seconds += time.perf_counter() - step_start
+            step += 1
+            loss_value = loss.item()
+            epoch_loss += loss_value
+            epoch_batches += 1
+            epoch_tokens += x.numel()
+            history.step_positions.append(epoch - 1 + (batch_index + 1) / steps_per_epoch)
+            history.step_losses.append(loss_value)
+            yield StepEvent(epoch, step, total_steps, loss_value, optimizer.param_groups[0]["lr"],
+                            time.perf_counter() - start, history)
+
+        if epoch_batches == 0:  # stopped before this epoch took a step
+            break
+        val_loss = evaluate(model, val_loader, criterion, device)
+        improved = val_loss < best_loss
+        if improved:
+            best_loss, best_epoch, stale_epochs = val_loss, epoch, 0
+            best_model = copy.deepcopy(model)  # only on improvement, never every epoch
+        else:
+            stale_epochs += 1
+        record = EpochRecord(
+            epoch=epoch, train_loss=epoch_loss / epoch_batches, val_loss=val_loss,
+            val_accuracy=accuracy_fn(model) if accuracy_fn is not None else None, improved=improved,
+            elapsed_s=time.perf_counter() - start, tokens_per_s=epoch_tokens / max(train_seconds, 1e-9),
+            lr=optimizer.param_groups[0]["lr"], partial=interrupted)
+        history.epochs.append(record)
+        history.best_epoch, history.best_val_loss = best_epoch, best_loss
+        yield EpochEvent(record, num_epochs, history, best_model)
+        if interrupted:
+            break
+        if patience is not None and stale_epochs >= patience:
+            stop_reason = "early_stopping"
+            message = f"stopped early: no improvement for {patience} epochs after epoch {best_epoch}"
+            break
+
+    if best_model is None:
+        message += "; no epoch finished, so there is no model yet"
+    else:
+        message += f"; best model from epoch {best_epoch} (validation loss {best_loss:.4f})"
+    yield FitResult(_finish(best_model), best_loss, best_epoch, history, stop_reason, message)
+
+
+def _finish(best_model: nn.Module | None) -> nn.Module | None:
+    # deepcopy keeps .training=True; the best model is for evaluation and sampling
+    return best_model.eval() if best_model is not None else None
+
+
+def train_model(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
+                optimizer: torch.optim.Optimizer, criterion: nn.Module, num_epochs: int,
+                device: torch.device | str, **fit_options) -> nn.Module | None:
+    """The seed's contract: train, track best_loss / best_model by validation loss, return best_model.
+
+    The work happens in `fit`; this drains its events and hands back the best model in eval mode.
+    """
+    result = None
+    for event in fit(model, train_loader, val_loader, optimizer, criterion, num_epochs, device, **fit_options):
+        if isinstance(event, FitResult):
+            result = event
+    assert result is not None
+    return result.best_model
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW, with weight decay on matrices only (not on biases, norms), as nanoGPT does."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float) -> LRScheduler:
+    """Linear warmup, then cosine decay to a tenth of the peak learning rate."""
+    warmup = int(total_steps * warmup_fraction)
+    base_lr = optimizer.param_groups[0]["lr"]
+    cosine = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup), eta_min=base_lr * 0.1)
+    if warmup == 0:
+        return cosine
+    return SequentialLR(optimizer, [LinearLR(optimizer, start_factor=1.0 / (warmup + 1), total_iters=warmup),
+                                    cosine], milestones=[warmup])
+
+
+def train_task(task: Task, model_config: ModelConfig, train_config: TrainConfig,
+               should_stop: Callable[[], bool] | None = None,
+               limits: Limits | None = None) -> Iterator[StepEvent | EpochEvent | FitResult]:
+    """Everything around `fit` for a task: seeding, model, loaders, optimizer, schedule, loss.
+
+    Same seed and configs -> same model initialisation, batch order, dropout, and so the same losses.
+    """
+    limits = limits or Limits()
+    train_config.validate(limits)
+    model_config.validate(limits)
+    if model_config.vocab_size != len(task.vocab):
+        raise ValueError(f"the model's vocab_size {model_config.vocab_size} does not match the task's "
+                         f"{len(task.vocab)} tokens")
+    device = resolve_device(train_config.device)
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config, device)
+    loader_rng = torch.Generator().manual_seed(train_config.seed)
+    train_loader = DataLoader(task.train_dataset, batch_size=train_config.batch_size, shuffle=True,
+                              generator=loader_rng)
+    val_loader = DataLoader(task.val_dataset, batch_size=max(256, train_config.batch_size))
+    optimizer = make_optimizer(model, train_config)
+    scheduler = make_scheduler(optimizer, train_config.epochs * len(train_loader), train_config.warmup_fraction)
+    criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    max_seconds = train_config.max_seconds
+    if limits.max_train_seconds:
+        max_seconds = min(max_seconds or math.inf, limits.max_train_seconds)
+    accuracy_fn = (lambda m: accuracy(m, task, device)) if task.is_algorithmic else None
+    yield from fit(model, train_loader, val_loader, optimizer, criterion, train_config.epochs, device,
+                   scheduler=scheduler, grad_clip=train_config.grad_clip, patience=train_config.patience,
+                   accuracy_fn=accuracy_fn, should_stop=should_stop, max_seconds=max_seconds)
+
+
+def format_epoch(event: EpochEvent) -> str:
+    """One status line per epoch, for the terminal and the page alike."""
+    r, h = event.record, event.history
+    accuracy_text = "" if r.val_accuracy is None else f" | val acc {r.val_accuracy:6.1%}"
+    mark = " *" if r.improved else ""
+    partial = " (partial)" if r.partial else ""
+    return (f"epoch {r.epoch:>3}/{event.num_epochs}{partial} | train {r.train_loss:.4f} | val {r.val_loss:.4f}"
+            f"{accuracy_text} | best {h.best_val_loss:.4f} @ {h.best_epoch} | {r.tokens_per_s:,.0f} tok/s"
+            f" | {r.elapsed_s:.1f}s{mark}")
