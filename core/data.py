@@ -210,6 +210,16 @@ def make_task(config: TaskConfig, limits: Limits | None = None) -> Task:
                 encode_all(train_prompts), encode_all(val_prompts), val_prompts)
 
 
+def task_vocab(config: TaskConfig) -> Vocab:
+    """The vocabulary a task will have, without building its datasets (the page sizes models with it)."""
+    if config.kind == "text":
+        if not config.text:
+            raise ValueError("the text task needs some text: paste a few paragraphs")
+        return Vocab(sorted(set(config.text)))
+    problem = make_problem(config)
+    return Vocab(problem.symbols + problem.extra_tokens)
+
+
 def task_for_checkpoint(config: TaskConfig, tokens: list[str], block_size: int) -> Task:
     """A data-less task (vocabulary, answers) rebuilt from what a checkpoint stores."""
     problem = None if config.kind == "text" else make_problem(config)

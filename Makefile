@@ -1,0 +1,92 @@
+# Transformer Playground — developer entry points.
+#
+#   make test    build .venv with dev deps (+ Debian chromium if missing), run pytest
+#   make run     build .venv with runtime deps, serve the app on http://127.0.0.1:7860
+#   make bench   run the engine benchmark (python -m core bench)
+#   make clean   remove the venv and caches
+#
+# Works on a fresh Debian machine that has python3 and apt. Never runs
+# `playwright install`: the browser is Debian's chromium.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+CHROMIUM_PATH ?= /usr/bin/chromium
+PYTEST_ARGS ?=
+
+export GRADIO_ANALYTICS_ENABLED := False
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export CHROMIUM_PATH
+
+# Use sudo for apt only when not root and sudo exists.
+SUDO := $(shell if [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
+IS_ROOT := $(shell [ "$$(id -u)" -eq 0 ] && echo yes)
+
+.PHONY: help venv venv-dev install install-dev browser test run bench clean
+
+help:
+	@echo "targets: venv install install-dev browser test run bench clean"
+
+# --- virtual environment -----------------------------------------------------
+
+# Debian ships `venv` separately (python3-venv); install it if venv creation fails.
+$(VPY):
+	@if ! $(PYTHON) -m venv $(VENV) 2>/dev/null; then \
+	  rm -rf $(VENV); \
+	  echo ">> '$(PYTHON) -m venv' failed; installing python3-venv with apt"; \
+	  if [ -z "$(IS_ROOT)" ] && [ -z "$(SUDO)" ]; then \
+	    echo "!! not root and no sudo: install python3-venv yourself, then re-run make" >&2; \
+	    exit 1; \
+	  fi; \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+
+# Stamp files: pip runs again only when a requirements file changes.
+$(VENV)/.installed: requirements.txt | $(VPY)
+	$(VPY) -m pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VPY)
+	$(VPY) -m pip install -r requirements-dev.txt
+	touch $(VENV)/.installed $@
+
+venv install: $(VENV)/.installed
+venv-dev install-dev: $(VENV)/.installed-dev
+
+# --- browser for Playwright tests --------------------------------------------
+
+browser:
+	@if [ -x "$(CHROMIUM_PATH)" ]; then \
+	  echo ">> chromium found at $(CHROMIUM_PATH)"; \
+	elif [ "$(CHROMIUM_PATH)" != "/usr/bin/chromium" ]; then \
+	  echo "!! CHROMIUM_PATH=$(CHROMIUM_PATH) is not an executable" >&2; exit 1; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "!! $(CHROMIUM_PATH) missing and apt-get not available: install chromium yourself" >&2; exit 1; \
+	elif [ -z "$(IS_ROOT)" ] && [ -z "$(SUDO)" ]; then \
+	  echo "!! $(CHROMIUM_PATH) missing; not root and no sudo." >&2; \
+	  echo "!! run as root: apt-get update && apt-get install -y chromium" >&2; exit 1; \
+	else \
+	  echo ">> installing Debian chromium with apt"; \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; \
+	fi
+
+# --- main targets -------------------------------------------------------------
+
+# Propagates pytest's exit code (5 = no tests collected).
+test: $(VENV)/.installed-dev browser
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+run: $(VENV)/.installed
+	$(VPY) app.py
+
+bench: $(VENV)/.installed
+	$(VPY) -m core bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis test-results playwright-report
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -1,0 +1,171 @@
+"""Plotly figures for the page: the causal mask, the loss curve, the layer stack, attention maps.
+
+Figures are rebuilt and resent whole on every streamed update, so they stay small: the "none"
+template, numpy arrays, and at most MAX_CURVE_POINTS points per curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from torch import nn
+
+from .config import ModelConfig, SampleConfig
+from .data import Task
+from .masks import generate_square_subsequent_mask
+from .model import attention_weights
+from .sampling import sample_text
+from .training import TrainingHistory
+
+MAX_CURVE_POINTS = 600
+TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "#4C78A8", "#F58518", "#E45756"
+ALLOWED_COLOR, BLOCKED_COLOR = "#54A24B", "#E5E5E5"
+
+
+def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(template="none", title=dict(text=title, x=0.02, font=dict(size=15)), height=height,
+                      margin=dict(l=60, r=20, t=50, b=50),
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"),
+                      font=dict(size=12))
+    return fig
+
+
+def downsample(x: Sequence[float], y: Sequence[float], max_points: int = MAX_CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket means, so a 10,000-step curve is drawn (and streamed) as a few hundred points."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(xs) <= max_points:
+        return xs, ys
+    edges = np.linspace(0, len(xs), max_points + 1).astype(int)
+    return (np.array([xs[a:b].mean() for a, b in zip(edges[:-1], edges[1:])]),
+            np.array([ys[a:b].mean() for a, b in zip(edges[:-1], edges[1:])]))
+
+
+def mask_figure(size: int) -> go.Figure:
+    """The causal mask as allowed/blocked cells: row = query position, column = key position."""
+    mask = generate_square_subsequent_mask(size)  # (T, T): 0 or -inf
+    allowed = np.isfinite(mask.numpy()).astype(float)  # (T, T): 1 allowed, 0 blocked
+    labels = np.where(allowed == 1, "allowed (0)", "blocked (-inf)")
+    fig = go.Figure(go.Heatmap(
+        z=allowed, x=np.arange(size), y=np.arange(size), text=labels, zmin=0, zmax=1,
+        colorscale=[[0, BLOCKED_COLOR], [0.5, BLOCKED_COLOR], [0.5, ALLOWED_COLOR], [1, ALLOWED_COLOR]],
+        xgap=1 if size <= 48 else 0, ygap=1 if size <= 48 else 0,
+        hovertemplate="query %{y} -> key %{x}: %{text}<extra></extra>",
+        colorbar=dict(tickvals=[0.25, 0.75], ticktext=["blocked", "allowed"], len=0.5)))
+    fig.update_yaxes(autorange="reversed", title="query position (the token predicting)")
+    fig.update_xaxes(title="key position (what it may look at)")
+    return _layout(fig, f"Causal mask, length {size}", height=420)
+
+
+def loss_figure(history: TrainingHistory | None, previous: TrainingHistory | None = None) -> go.Figure:
+    """Train loss per step, validation loss per epoch, the best epoch starred; the previous run faint."""
+    fig = go.Figure()
+    if previous is not None and previous.step_losses:
+        px, py = downsample(previous.step_positions, previous.step_losses)
+        fig.add_trace(go.Scatter(x=px, y=py, mode="lines", name="previous run: train",
+                                 line=dict(color=TRAIN_COLOR, width=1), opacity=0.25))
+        if previous.epochs:
+            fig.add_trace(go.Scatter(x=np.array([r.epoch for r in previous.epochs], dtype=float),
+                                     y=np.array([r.val_loss for r in previous.epochs]), mode="lines",
+                                     name="previous run: validation", opacity=0.3,
+                                     line=dict(color=VAL_COLOR, width=1, dash="dot")))
+    if history is not None and history.step_losses:
+        sx, sy = downsample(history.step_positions, history.step_losses)
+        fig.add_trace(go.Scatter(x=sx, y=sy, mode="lines", name="train loss (per step)",
+                                 line=dict(color=TRAIN_COLOR, width=1.5)))
+    if history is not None and history.epochs:
+        epochs = np.array([r.epoch for r in history.epochs], dtype=float)
+        fig.add_trace(go.Scatter(x=epochs, y=np.array([r.val_loss for r in history.epochs]),
+                                 mode="lines+markers", name="validation loss (per epoch)",
+                                 line=dict(color=VAL_COLOR, width=2), marker=dict(size=5)))
+        if history.best_epoch is not None:
+            best = history.epochs[history.best_epoch - 1]
+            fig.add_trace(go.Scatter(x=np.array([float(best.epoch)]), y=np.array([best.val_loss]),
+                                     mode="markers", name=f"best: epoch {best.epoch}",
+                                     marker=dict(symbol="star", size=15, color=BEST_COLOR)))
+    fig.update_xaxes(title="epoch", rangemode="tozero")
+    fig.update_yaxes(title="loss (cross-entropy)", type="log")
+    title = "Loss" if history is None or not history.step_losses else \
+        f"Loss: {len(history.step_losses)} steps, {len(history.epochs)} epochs"
+    return _layout(fig, title)
+
+
+def architecture_figure(config: ModelConfig) -> go.Figure:
+    """The widths through the stack: d_model and dim_feedforward per layer, projections marked."""
+    layers = [f"layer {i}" for i in range(1, config.num_layers + 1)]
+    d_models = np.array(config.d_model_configs, dtype=float)
+    ffs = np.array(config.dim_feedforward_configs, dtype=float)
+    fig = go.Figure([
+        go.Bar(x=layers, y=d_models, name="d_model", marker_color=TRAIN_COLOR,
+               text=[f"{int(d)} / {h}h" for d, h in zip(d_models, config.heads_per_layer)],
+               textposition="outside", hovertemplate="%{x}: d_model %{y}<extra></extra>"),
+        go.Bar(x=layers, y=ffs, name="dim_feedforward", marker_color=VAL_COLOR, opacity=0.6,
+               hovertemplate="%{x}: dim_feedforward %{y}<extra></extra>"),
+    ])
+    for i in config.projection_positions():
+        prev, nxt = config.d_model_configs[i - 1], config.d_model_configs[i]
+        fig.add_vline(x=i - 0.5, line=dict(color=BEST_COLOR, dash="dash", width=2))
+        fig.add_annotation(x=i - 0.5, y=1.02, yref="paper", showarrow=False, text=f"Linear {prev}->{nxt}",
+                           font=dict(color=BEST_COLOR, size=11))
+    fig.update_layout(barmode="group", bargap=0.25)
+    fig.update_yaxes(title="width")
+    return _layout(fig, f"{config.num_layers} layers, {config.num_parameters():,} parameters", height=320)
+
+
+def attention_figure(weights: Sequence[np.ndarray], tokens: Sequence[str], max_heads: int = 8) -> go.Figure:
+    """One heatmap per (layer, head) of one example's attention weights, each (T, T).
+
+    `weights[l]` is (H, T, T) for layer l. Blocked (future) cells are exactly 0, so the causal
+    triangle shows in every map.
+    """
+    num_layers = len(weights)
+    num_heads = min(max(w.shape[0] for w in weights), max_heads)
+    titles = [f"layer {l + 1}, head {h + 1}" if h < weights[l].shape[0] else ""
+              for l in range(num_layers) for h in range(num_heads)]
+    fig = make_subplots(rows=num_layers, cols=num_heads, subplot_titles=titles,
+                        horizontal_spacing=0.03, vertical_spacing=min(0.08, 0.3 / max(1, num_layers)))
+    labels = [f"{i}:{t!r}"[:8] for i, t in enumerate(tokens)]
+    for l, layer_weights in enumerate(weights):
+        for h in range(min(layer_weights.shape[0], num_heads)):
+            fig.add_trace(go.Heatmap(z=np.asarray(layer_weights[h], dtype=float), x=labels, y=labels,
+                                     zmin=0, zmax=1, colorscale="Blues", showscale=(l == 0 and h == 0),
+                                     hovertemplate="query %{y} -> key %{x}: %{z:.2f}<extra></extra>"),
+                          row=l + 1, col=h + 1)
+            fig.update_yaxes(autorange="reversed", showticklabels=(h == 0), row=l + 1, col=h + 1)
+            fig.update_xaxes(showticklabels=(l == num_layers - 1), tickangle=-60, row=l + 1, col=h + 1)
+    _layout(fig, "Attention weights (rows: the token attending; columns: what it attends to)",
+            height=max(320, 230 * num_layers))
+    fig.update_annotations(font_size=10)
+    return fig
+
+
+def attention_figure_for(model: nn.Module, task: Task, prompt: str) -> tuple[go.Figure, int]:
+    """Attention maps of `model` on a prompt followed by the model's own greedy answer.
+
+    For algorithmic tasks the prompt must be a valid one and the answer is appended, so the maps
+    show how the answer attends to the prompt. Returns the figure and the sequence length drawn.
+    """
+    prompt = prompt.strip("\n") if task.problem is not None else prompt
+    if task.problem is not None:
+        prompt += sample_text(model, task, prompt, SampleConfig(task.problem.answer_len, greedy=True))
+    text = prompt[: task.block_size]  # the length the model was trained on
+    if not text:
+        raise ValueError("type an example to look at")
+    device = next(model.parameters()).device
+    ids = torch.tensor([task.vocab.encode(text)], device=device)  # (1, T)
+    maps = [w[0].cpu().numpy() for w in attention_weights(model, ids)]  # each (H, T, T)
+    return attention_figure(maps, list(text)), len(text)
+
+
+def empty_figure(message: str) -> go.Figure:
+    """A blank figure that says what to do to fill it."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=14, color="#666"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, "", height=300)
