@@ -89,6 +89,9 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         block_size = int(metadata["block_size"])
         summary = json.loads(metadata.get("summary", "{}"))
         model_config.validate()
+        if len(tokens) != model_config.vocab_size:
+            raise ValueError(f"its vocabulary has {len(tokens)} tokens but the model has "
+                             f"{model_config.vocab_size}")
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{name} has damaged metadata: {error}") from None
     model = build_model(model_config, device)

@@ -47,7 +47,7 @@ def _build_parser() -> argparse.ArgumentParser:
     model.add_argument("--nhead", default="3", help="heads: one number for all layers, or one per layer")
     model.add_argument("--dropout", type=float, default=0.1)
     opt = train.add_argument_group("training")
-    opt.add_argument("--epochs", type=int, default=40)
+    opt.add_argument("--epochs", type=int, default=60)
     opt.add_argument("--batch-size", type=int, default=64)
     opt.add_argument("--lr", type=float, default=3e-3)
     opt.add_argument("--weight-decay", type=float, default=0.1)

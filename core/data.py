@@ -170,11 +170,12 @@ class Task:
             return
         problem = self.problem
         if len(prompt) != problem.prompt_len:
-            raise ValueError(f"a {self.name} prompt is {problem.example_hint} ({problem.prompt_len} "
+            article = "an" if self.name[0] in "aeiou" else "a"
+            raise ValueError(f"{article} {self.name} prompt is {problem.example_hint} ({problem.prompt_len} "
                              f"characters), e.g. {self.examples(1)[0]!r}; got {len(prompt)} characters")
         template = problem.format_prompt(problem.symbols[0] * problem.length)
         for i, (got, want) in enumerate(zip(prompt, template), start=1):
-            if (want in problem.symbols) != (got in problem.symbols):
+            if (got not in problem.symbols) if want in problem.symbols else (got != want):  # '=' is not '+'
                 raise ValueError(f"character {i} of the prompt should be "
                                  f"{'a digit' if want in problem.symbols else repr(want)}, got "
                                  f"{got!r}; e.g. {self.examples(1)[0]!r}")

@@ -102,8 +102,8 @@ class ConfigurableTransformer(_CausalLM):
 
     def forward(self, src: torch.Tensor) -> torch.Tensor:
         """(B, T) token ids -> (B, T, vocab) logits; position t sees only positions <= t."""
+        x = self._embed(src)  # (B, T) -> (B, T, C0); checks the shape first
         mask = generate_square_subsequent_mask(src.size(1), device=src.device)  # (T, T)
-        x = self._embed(src)  # (B, T) -> (B, T, C0)
         for layer in self.layers:
             if isinstance(layer, nn.TransformerEncoderLayer):
                 x = layer(x, src_mask=mask, is_causal=True)  # (B, T, C_i) -> (B, T, C_i)
@@ -130,8 +130,8 @@ class SimpleTransformer(_CausalLM):
 
     def forward(self, src: torch.Tensor) -> torch.Tensor:
         """(B, T) token ids -> (B, T, vocab) logits, the causal mask made for this T."""
+        x = self._embed(src)  # (B, T) -> (B, T, C); checks the shape first
         mask = generate_square_subsequent_mask(src.size(1), device=src.device)  # (T, T)
-        x = self._embed(src)  # (B, T) -> (B, T, C)
         x = self.encoder(x, mask=mask, is_causal=True)  # (B, T, C) -> (B, T, C)
         return self._head(x)
 

@@ -1,0 +1,123 @@
+"""`python -m core bench`: where speed claims are measured (tests never assert timings).
+
+Measures, on this machine and its current thread count:
+- training throughput of the default sort model and a wider text model (tokens/s);
+- the page's cost: building and serialising the loss figure it streams, and the same training
+  run consumed the way the page consumes it (a figure every 1/4 s) against the bare loop;
+- sampling speed and checkpoint round-trip time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ModelConfig, SampleConfig, TaskConfig, TrainConfig
+from .data import make_task
+from .figures import loss_figure
+from .sampling import generate
+from .training import EpochEvent, FitResult, TrainingHistory, train_task
+
+PAGE_UPDATES_PER_SECOND = 4
+
+
+def _sort_setup(epochs: int):
+    task = make_task(TaskConfig("sort", 6, 3, train_size=2000, val_size=200, seed=0))
+    model = ModelConfig(len(task.vocab), [48] * 3, [192] * 3, 3, 0.1)
+    return task, model, TrainConfig(epochs=epochs, batch_size=64, seed=0)
+
+
+def _text_setup(epochs: int):
+    text = (Path(__file__).resolve().parent.parent / "assets" / "sample_text.txt").read_text() * 20
+    task = make_task(TaskConfig("text", 64, train_size=2048, val_size=256, seed=0, text=text))
+    model = ModelConfig(len(task.vocab), [128] * 4, [512] * 4, 4, 0.1)
+    return task, model, TrainConfig(epochs=epochs, batch_size=32, seed=0)
+
+
+def _run(setup, epochs: int, page_style: bool) -> dict:
+    """One training run; with page_style, build and serialise the figure as the page's stream does."""
+    task, model_config, train_config = setup(epochs)
+    start = time.perf_counter()
+    last_update, figures, result = 0.0, 0, None
+    tokens_per_s = []
+    for event in train_task(task, model_config, train_config):
+        if isinstance(event, EpochEvent):
+            tokens_per_s.append(event.record.tokens_per_s)
+        if isinstance(event, FitResult):
+            result = event
+        if page_style and time.perf_counter() - last_update >= 1 / PAGE_UPDATES_PER_SECOND:
+            loss_figure(event.history).to_json()
+            figures += 1
+            last_update = time.perf_counter()
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "median_tokens_per_s": statistics.median(tokens_per_s[1:] or tokens_per_s),
+            "figures_built": figures, "best_val_loss": result.best_loss, "result": result,
+            "model_config": model_config, "task": task}
+
+
+def _figure_cost(steps: int) -> dict:
+    history = TrainingHistory(step_positions=[i / 100 for i in range(steps)],
+                              step_losses=[1.0 / (1 + i) for i in range(steps)])
+    start = time.perf_counter()
+    repeats = 5
+    for _ in range(repeats):
+        payload = loss_figure(history).to_json()
+    return {"steps": steps, "build_and_serialise_ms": (time.perf_counter() - start) / repeats * 1000,
+            "json_kb": len(payload) / 1024}
+
+
+def _sampling(run: dict, new_tokens: int) -> dict:
+    model, task = run["result"].best_model, run["task"]
+    prompt = torch.tensor(task.vocab.encode(task.examples(1)[0]))
+    start = time.perf_counter()
+    generate(model, prompt, SampleConfig(max_new_tokens=new_tokens, temperature=0.8, seed=0))
+    return {"new_tokens": new_tokens, "tokens_per_s": new_tokens / (time.perf_counter() - start)}
+
+
+def _checkpoint_round_trip(run: dict) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.safetensors"
+        start = time.perf_counter()
+        save_checkpoint(path, run["result"].best_model, run["model_config"], run["task"])
+        saved = time.perf_counter()
+        load_checkpoint(path)
+        return {"save_ms": (saved - start) * 1000, "load_ms": (time.perf_counter() - saved) * 1000,
+                "bytes": path.stat().st_size}
+
+
+def run_benchmarks(quick: bool = False, json_path: Path | None = None) -> int:
+    epochs = 3 if quick else 12
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {epochs} epochs per run"
+          f"{' (quick: a smoke check, not a measurement)' if quick else ''}")
+    results: dict[str, object] = {"threads": torch.get_num_threads(), "epochs": epochs}
+
+    for name, setup in (("sort 3x48", _sort_setup), ("text 4x128", _text_setup)):
+        bare = _run(setup, epochs, page_style=False)
+        page = _run(setup, epochs, page_style=True)
+        overhead = page["wall_s"] / bare["wall_s"] - 1
+        print(f"train {name:>11}: {bare['median_tokens_per_s']:>9,.0f} tok/s | bare loop {bare['wall_s']:.2f} s | "
+              f"page-style loop {page['wall_s']:.2f} s ({page['figures_built']} figures, {overhead:+.1%})")
+        sampling = _sampling(bare, 64)
+        ckpt = _checkpoint_round_trip(bare)
+        print(f"       {'':>11}  sampling {sampling['tokens_per_s']:,.0f} tok/s (batch 1, no KV cache) | "
+              f"checkpoint {ckpt['bytes'] / 1024:,.0f} kB, save {ckpt['save_ms']:.1f} ms, load {ckpt['load_ms']:.1f} ms")
+        results[name] = {"tokens_per_s": bare["median_tokens_per_s"], "bare_wall_s": bare["wall_s"],
+                         "page_style_wall_s": page["wall_s"], "page_overhead": overhead,
+                         "sampling": sampling, "checkpoint": ckpt}
+
+    for steps in (200, 2_000, 20_000):
+        cost = _figure_cost(steps)
+        print(f"loss figure, {steps:>6} steps: {cost['build_and_serialise_ms']:6.1f} ms to build + serialise, "
+              f"{cost['json_kb']:6.1f} kB per streamed update")
+        results[f"loss_figure_{steps}"] = cost
+
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2))
+        print(f"wrote {json_path}")
+    return 0
