@@ -2,7 +2,7 @@
 #
 #   make test    build .venv with dev deps (+ Debian chromium if missing), run pytest
 #   make run     build .venv with runtime deps, serve the app on http://127.0.0.1:7860
-#   make bench   run the engine benchmark (python -m core bench)
+#   make bench   measure speed: the engine (python -m core bench), then the page vs the bare loop
 #   make clean   remove the venv and caches
 #
 # Works on a fresh Debian machine that has python3 and apt. Never runs
@@ -86,6 +86,7 @@ run: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VPY) -m core bench
+	$(VPY) tests/bench_page.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis test-results playwright-report
