@@ -31,7 +31,7 @@ from core.figures import (architecture_figure, attention_figure_for, empty_figur
                           loss_figure, mask_figure)
 from core.sampling import sample_text  # noqa: E402
 from core.training import (EpochEvent, FitResult, StepEvent, TrainingHistory,  # noqa: E402
-                           format_epoch, train_task)
+                           configure_threads, format_epoch, train_task)
 
 ASSETS = Path(__file__).parent / "assets"
 PRESETS: dict[str, dict[str, Any]] = json.loads((ASSETS / "presets.json").read_text())
@@ -59,7 +59,7 @@ class Session:
     history: TrainingHistory | None = None
     previous_history: TrainingHistory | None = None
     stop_requested: bool = False
-    training: bool = False
+    run_id: int = 0  # a new Train supersedes a run still going in this session
 
 
 def user_errors(handler):
@@ -165,8 +165,6 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
     def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
               epochs, batch_size, lr, seed, patience, session: Session, progress=gr.Progress()):
         """Stream the loss curve and a status line while core's loop trains."""
-        if session.training:
-            raise gr.Error("This page is already training: press Stop first.", print_exception=False)
         # Everything that can be wrong is checked before the session is touched.
         task = make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed), limits)
         model_config = model_config_from(table, model_type, dropout, len(task.vocab), limits)
@@ -178,29 +176,28 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
             session.previous_history = session.history
         session.history = TrainingHistory()
         session.stop_requested = False
-        session.training = True
+        session.run_id += 1
+        this_run = session.run_id
         last_yield = 0.0
         status = "Starting…"
-        try:
-            for event in train_task(task, model_config, train_config, lambda: session.stop_requested, limits):
-                if isinstance(event, StepEvent):
-                    session.history = event.history
-                    progress((event.step, event.total_steps), desc="training", unit="steps")
-                    if time.monotonic() - last_yield < 1 / UPDATES_PER_SECOND:
-                        continue
-                    status = _status_line(event, session)
-                elif isinstance(event, EpochEvent):
-                    if event.record.improved:
-                        session.best_model, session.task, session.model_config = event.best_model, task, model_config
-                        session.best = {"epoch": event.record.epoch, "val_loss": event.record.val_loss,
-                                        "val_accuracy": event.record.val_accuracy, "source": "this session's training"}
-                    status = format_epoch(event)
-                elif isinstance(event, FitResult):
-                    status = _final_status(event, session)
-                last_yield = time.monotonic()
-                yield loss_figure(session.history, session.previous_history), status
-        finally:
-            session.training = False
+        should_stop = lambda: session.stop_requested or session.run_id != this_run  # noqa: E731
+        for event in train_task(task, model_config, train_config, should_stop, limits):
+            if isinstance(event, StepEvent):
+                session.history = event.history
+                if time.monotonic() - last_yield < 1 / UPDATES_PER_SECOND:
+                    continue
+                progress((event.step, event.total_steps), desc="training", unit="steps")
+                status = _status_line(event, session)
+            elif isinstance(event, EpochEvent):
+                if event.record.improved:
+                    session.best_model, session.task, session.model_config = event.best_model, task, model_config
+                    session.best = {"epoch": event.record.epoch, "val_loss": event.record.val_loss,
+                                    "val_accuracy": event.record.val_accuracy, "source": "this session's training"}
+                status = format_epoch(event)
+            elif isinstance(event, FitResult):
+                status = _final_status(event, session)
+            last_yield = time.monotonic()
+            yield loss_figure(session.history, session.previous_history), status
 
     def stop(session: Session):
         session.stop_requested = True
@@ -245,8 +242,10 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
             raise ValueError("there is no best model to save yet: train one first")
         folder = Path(tempfile.mkdtemp(prefix="tp-checkpoint-"))
         path = folder / f"{session.task.name}-best-epoch{session.best.get('epoch')}.safetensors"
+        best = session.best  # the summary keys the CLI writes and `upload` reads back
         save_checkpoint(path, session.best_model, session.model_config, session.task,
-                        {k: v for k, v in session.best.items() if k != "source"})
+                        {"best_epoch": best.get("epoch"), "best_val_loss": best.get("val_loss"),
+                         "val_accuracy": best.get("val_accuracy")})
         return str(path)
 
     @user_errors
@@ -278,8 +277,10 @@ def _status_line(event: StepEvent, session: Session) -> str:
     best_text = "" if session.best_model is None or "epoch" not in best else \
         f" · best val loss {best['val_loss']:.4f} (epoch {best['epoch']})"
     accuracy = "" if best.get("val_accuracy") is None else f" · val accuracy {best['val_accuracy']:.1%}"
+    epochs = event.history.epochs
+    speed = f" · {epochs[-1].tokens_per_s:,.0f} tokens/s" if epochs else ""
     return (f"Epoch {event.epoch} · step {event.step}/{event.total_steps} · loss {event.loss:.4f}{best_text}"
-            f"{accuracy} · ~{event.seconds_left:.0f} s left")
+            f"{accuracy}{speed} · ~{event.seconds_left:.0f} s left")
 
 
 def _final_status(result: FitResult, session: Session) -> str:
@@ -307,7 +308,9 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
     """The whole page. Limits come from PLAYGROUND_* environment variables over public-Space defaults."""
     limits = limits or Limits.from_env(Limits.public())
     h = make_handlers(limits)
-    train_concurrency = int(os.environ.get("PLAYGROUND_TRAIN_CONCURRENCY", "1"))
+    train_concurrency = as_int(os.environ.get("PLAYGROUND_TRAIN_CONCURRENCY", "1"),
+                               "PLAYGROUND_TRAIN_CONCURRENCY", minimum=1)
+    configure_threads(train_concurrency)  # leave a core for serving pages
     with gr.Blocks(title="Transformer Playground", delete_cache=(3600, 3600)) as demo:
         session = gr.State(Session())
         gr.Markdown("# Transformer Playground\nBuild a causal Transformer layer by layer, see its causal mask, "
@@ -360,7 +363,7 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
                         text = gr.Textbox(SAMPLE_TEXT, lines=6, max_lines=12, visible=False,
                                           label="your text (paste anything)", elem_id="text")
                         with gr.Row():
-                            epochs = gr.Number(40, precision=0, label="epochs", elem_id="epochs")
+                            epochs = gr.Number(60, precision=0, label="epochs", elem_id="epochs")
                             batch_size = gr.Number(64, precision=0, label="batch size", elem_id="batch-size")
                         with gr.Row():
                             lr = gr.Number(3e-3, label="learning rate", elem_id="lr")

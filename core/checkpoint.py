@@ -22,6 +22,7 @@ from .model import build_model
 
 FORMAT_NAME = "transformer-playground-checkpoint"
 FORMAT_VERSION = "1"
+MAX_STORED_PROMPTS = 64
 
 
 @dataclass
@@ -51,6 +52,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_config: Mod
         "task_config": json.dumps(task.config.to_dict()),  # without any pasted text
         "vocab": json.dumps(task.vocab.tokens),
         "block_size": str(task.block_size),
+        # held-out prompts travel with the model, so examples shown after loading are still unseen
+        "val_prompts": json.dumps((task.val_prompts or [])[:MAX_STORED_PROMPTS]),
         "summary": json.dumps({**(summary or {}), "versions": library_versions()}),
     }
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
@@ -87,6 +90,7 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         task_config = TaskConfig.from_dict(json.loads(metadata["task_config"]))
         tokens = json.loads(metadata["vocab"])
         block_size = int(metadata["block_size"])
+        val_prompts = json.loads(metadata.get("val_prompts", "[]"))
         summary = json.loads(metadata.get("summary", "{}"))
         model_config.validate()
         if len(tokens) != model_config.vocab_size:
@@ -101,4 +105,5 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         first_line = str(error).strip().splitlines()
         detail = " ".join(line.strip() for line in first_line[:3])
         raise ValueError(f"{name}: its tensors don't fit its model config ({detail})") from None
-    return Checkpoint(model.eval(), model_config, task_for_checkpoint(task_config, tokens, block_size), summary)
+    return Checkpoint(model.eval(), model_config, task_for_checkpoint(task_config, tokens, block_size, val_prompts),
+                      summary)

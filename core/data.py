@@ -221,10 +221,11 @@ def task_vocab(config: TaskConfig) -> Vocab:
     return Vocab(problem.symbols + problem.extra_tokens)
 
 
-def task_for_checkpoint(config: TaskConfig, tokens: list[str], block_size: int) -> Task:
-    """A data-less task (vocabulary, answers) rebuilt from what a checkpoint stores."""
+def task_for_checkpoint(config: TaskConfig, tokens: list[str], block_size: int,
+                        val_prompts: list[str] | None = None) -> Task:
+    """A data-less task (vocabulary, answers, some held-out prompts) rebuilt from a checkpoint."""
     problem = None if config.kind == "text" else make_problem(config)
-    return Task(config, Vocab(tokens), block_size, problem)
+    return Task(config, Vocab(tokens), block_size, problem, val_prompts=val_prompts or None)
 
 
 def _split_prompts(problem: Problem, train_size: int, val_size: int,

@@ -30,3 +30,52 @@ def browser_type_launch_args(browser_type_launch_args):
         "args": CHROMIUM_ARGS,
         "headless": True,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The app, served for real: the client tests and the browser tests share one server
+# ---------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """`app.demo` launched the way visitors get it (app.launch_options()); its URL."""
+    import app
+
+    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1",
+                                server_port=_free_port(), quiet=True, **app.launch_options())
+    try:
+        yield url
+    finally:
+        app.demo.close()
+
+
+@pytest.fixture(scope="session")
+def client(app_url):
+    """A factory of gradio_client Clients: each call is a new visitor with its own session.
+
+    Session-scoped so module fixtures can hold a visitor too; every Client made is closed at the
+    end.
+    """
+    from gradio_client import Client
+
+    made = []
+
+    def make() -> "Client":
+        c = Client(app_url, analytics_enabled=False, verbose=False)
+        made.append(c)
+        return c
+
+    yield make
+    # Client.close() waits up to 1 s for its heartbeat thread: close them side by side.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(made))) as pool:
+        list(pool.map(lambda c: c.close(), made))

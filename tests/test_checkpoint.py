@@ -70,6 +70,17 @@ def test_round_trip_reproduces_logits_and_restores_everything(tmp_path, model_ty
     assert same_weights(snapshot(checkpoint.model), snapshot(model))
 
 
+def test_held_out_prompts_travel_with_the_checkpoint(tmp_path):
+    """After loading, the examples offered are prompts the model never trained on."""
+    task = tiny_task("sort", seq_len=4, num_digits=3, train_size=64, val_size=16)
+    path, *_ = saved(tmp_path, task=task)
+    loaded = load_checkpoint(path).task
+    assert loaded.val_prompts == task.val_prompts
+    assert loaded.examples(5) == task.val_prompts[:5]
+    trained_on = {task.vocab.decode(x[: task.problem.prompt_len].tolist()) for x, _ in task.train_dataset}
+    assert not trained_on & set(loaded.examples(16))
+
+
 def test_per_layer_heads_and_widths_survive(tmp_path):
     task = tiny_task("addition", num_digits=2)
     config = ModelConfig(len(task.vocab), [8, 16, 12], [16, 32, 8], [2, 4, 3], 0.0)

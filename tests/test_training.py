@@ -506,3 +506,19 @@ def test_the_sort_task_is_learned():
     for prompt in task.val_prompts[:5]:
         answer = sample_text(result.best_model, task, prompt, SampleConfig(max_new_tokens=6, greedy=True))
         assert answer == "".join(sorted(prompt))
+
+
+def test_configure_threads_leaves_a_core_for_the_server(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(training.os, "cpu_count", lambda: 8)
+        assert training.configure_threads(1, environ={}) == 4 == torch.get_num_threads()
+        assert training.configure_threads(3, environ={}) == 2
+        monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
+        assert training.configure_threads(1, environ={}) == 1
+        assert training.configure_threads(4, environ={}) == 1  # never zero
+        assert training.configure_threads(1, environ={"PLAYGROUND_TORCH_THREADS": "3"}) == 3
+        with pytest.raises(ValueError, match="PLAYGROUND_TORCH_THREADS"):
+            training.configure_threads(1, environ={"PLAYGROUND_TORCH_THREADS": "lots"})
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,475 @@
+"""The page as its API users meet it: gradio_client against the real, launched app.
+
+Every Client is a new visitor with its own session (its own gr.State). Runs are tiny (sort of 4
+digits, a few hundred examples, a few epochs) except the one learned-model check, marked slow.
+Nothing here asserts a timing; waits have generous deadlines that only stop a hung test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from gradio_client.utils import Status
+
+import app
+from core.config import Limits, TaskConfig
+from core.data import make_task
+
+HEADERS = ["d_model", "dim_feedforward", "nhead"]
+PUBLIC_ENDPOINTS = {"describe_model", "mask", "add_layer", "remove_layer", "preset", "train",
+                    "stop", "sample", "save_checkpoint", "upload_checkpoint", "look_inside"}
+# What gradio_client hands back for an output the handler left alone (gr.skip()).
+SKIP = {"__type__": "update"}
+
+# A small model with a projection and different head counts per layer, so one trained model
+# exercises most of the page (projection, attention per layer x head) in a couple of seconds.
+SMALL_LAYERS = [[16, 64, 2], [24, 96, 3]]
+SMALL_TASK = dict(kind="sort", seq_len=4, num_digits=3, train_size=256, val_size=64)
+
+
+def table(rows):
+    """A Dataframe value as the API takes it."""
+    return {"headers": HEADERS, "data": rows, "metadata": None}
+
+
+def describe(client, rows, kind="sort", seq_len=6, num_digits=3, model_type="configurable"):
+    return client.predict(table(rows), model_type, 0.1, kind, seq_len, num_digits, "",
+                          api_name="/describe_model")
+
+
+def train_args(rows=SMALL_LAYERS, *, epochs=3, kind="sort", seq_len=4, num_digits=3, train_size=256,
+               val_size=64, batch_size=64, lr=3e-3, seed=0, patience=0, model_type="configurable",
+               dropout=0.1, text=""):
+    """/train's inputs in the page's order (the session State is not part of the API)."""
+    return (table(rows), model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
+            epochs, batch_size, lr, seed, patience)
+
+
+def sample(client, prompt, max_new_tokens=4, greedy=True, seed=""):
+    return client.predict(prompt, greedy, 1.0, 0, 1.0, max_new_tokens, seed, api_name="/sample")
+
+
+def updates(job, timeout=180.0):
+    """Every streamed update of a submitted job, as they arrive, with a deadline against a hang.
+
+    Mirrors Job.__next__ (outputs first, then FINISHED), but polls so a stuck run fails the test
+    instead of hanging it.
+    """
+    seen, end = 0, time.monotonic() + timeout
+    while True:
+        outputs = job.outputs()
+        if seen < len(outputs):
+            seen += 1
+            yield outputs[seen - 1]
+            continue
+        if job.status().code == Status.FINISHED:
+            outputs = job.outputs()  # anything that landed between the two reads
+            while seen < len(outputs):
+                seen += 1
+                yield outputs[seen - 1]
+            return
+        if time.monotonic() > end:
+            raise AssertionError(f"job still running after {timeout:.0f} s ({seen} updates so far)")
+        time.sleep(0.02)
+
+
+def figure(plot_value) -> dict:
+    """A gr.Plot value from the client -> the plotly figure dict."""
+    assert isinstance(plot_value, dict) and plot_value.get("type") == "plotly", plot_value
+    return json.loads(plot_value["plot"])
+
+
+def array(values) -> np.ndarray:
+    """A plotly array: a plain list, or numpy's typed-array form {dtype, bdata, shape}."""
+    if isinstance(values, dict) and "bdata" in values:
+        data = np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+        shape = values.get("shape")
+        if shape:
+            dims = [int(s) for s in shape.split(",")] if isinstance(shape, str) else list(shape)
+            data = data.reshape(dims)
+        return data
+    return np.asarray(values)
+
+
+def value_of(output):
+    """gr.update(value=...) reaches the client as {"__type__": "update", "value": ...}."""
+    if isinstance(output, dict) and output.get("__type__") == "update":
+        return output.get("value")
+    return output
+
+
+def traces(fig: dict, kind: str | None = None) -> list[dict]:
+    return [t for t in fig["data"] if kind is None or t.get("type", "scatter") == kind]
+
+
+def train(client, timeout=180.0, **kwargs):
+    """Run /train to the end; the list of (plot, status) updates."""
+    job = client.submit(*train_args(**kwargs), api_name="/train")
+    try:
+        outs = list(updates(job, timeout))
+    finally:
+        if not job.done():
+            client.predict(api_name="/stop")  # a hung or failed test must not hold the train queue
+    assert job.status().success, f"/train failed: {job.exception()}"
+    return outs
+
+
+@pytest.fixture(scope="module")
+def trained(client):
+    """One visitor with a small trained model (sort of 4 digits); tests only read from it."""
+    c = client()
+    outs = train(c, rows=SMALL_LAYERS, epochs=2, **SMALL_TASK)
+    assert "Done" in outs[-1][1], outs[-1][1]
+    return c
+
+
+def best_epoch_of(sample_markdown: str) -> int:
+    marker = "from the best model (epoch "
+    assert marker in sample_markdown, sample_markdown
+    return int(sample_markdown.split(marker)[1].split(",")[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# The API surface
+# ---------------------------------------------------------------------------------------------
+
+def test_every_public_event_is_named_deliberately(client):
+    """Internal events say api_name=False (private); public ones carry the names users call."""
+    public, private = set(), []
+    for fn in app.demo.fns.values():
+        if fn.api_visibility == "private":
+            # gradio 6 records api_name=False as "false", "false_1", ... with private visibility
+            assert fn.api_name.startswith("false"), (fn.name, fn.api_name)
+            private.append(fn.name)
+        else:
+            public.add(fn.api_name)
+    assert public == PUBLIC_ENDPOINTS, (
+        "a new event became public API by accident (give it api_name=False) or a named one went "
+        f"missing: {sorted(public ^ PUBLIC_ENDPOINTS)}")
+    assert private, "the layer-table change events and the figure loads are meant to be internal"
+    # The client sees exactly the same named endpoints, and nothing unnamed.
+    info = client().view_api(return_format="dict", print_info=False)
+    assert {name.lstrip("/") for name in info["named_endpoints"]} == PUBLIC_ENDPOINTS
+    assert not info["unnamed_endpoints"]
+
+
+def test_stop_and_sample_take_only_widgets_not_state(client):
+    info = client().view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert info["/stop"]["parameters"] == []
+    assert [p["parameter_name"] for p in info["/sample"]["parameters"]] == [
+        "prompt", "greedy", "temperature", "top_k", "top_p", "max_new_tokens", "seed"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Build tab: describe_model, presets, add/remove layer, mask
+# ---------------------------------------------------------------------------------------------
+
+def test_describe_model_counts_parts_and_projections(client):
+    c = client()
+    rows, total, arch, msg = describe(c, [[32, 128, 4], [64, 256, 4]])
+    parts = rows["data"]
+    counts = [count for _, count in parts]
+    shown_total = int(total.split("**")[1].split()[0].replace(",", ""))
+    assert sum(counts) == shown_total
+    projections = [name for name, _ in parts if name.startswith("projection")]
+    assert projections == ["projection 32 -> 64"]
+    assert "between layers 1 and 2" in total
+    assert "valid model" in msg
+    bars = traces(figure(arch), "bar")
+    assert [list(array(b["y"])) for b in bars] == [[32, 64], [128, 256]]
+
+    # Equal widths: no projection anywhere.
+    rows, total, _, _ = describe(c, [[48, 192, 3]] * 3)
+    assert not [name for name, _ in rows["data"] if name.startswith("projection")]
+    assert "none (all widths equal)" in total
+
+
+@pytest.mark.parametrize("bad_rows, words", [
+    ([[50, 128, 4]], "not divisible by nhead 4"),
+    ([["abc", 128, 4]], "must be a whole number"),
+])
+def test_describe_model_invalid_row_keeps_last_valid_output(client, bad_rows, words):
+    c = client()
+    rows, total, _, _ = describe(c, [[32, 128, 4], [64, 256, 4]])
+    valid_total = total.split("**")[1].split()[0]
+    bad = describe(c, bad_rows)
+    # gr.skip() reaches the client as a bare update: the table, total and figure stay as they were.
+    assert bad[:3] == (SKIP, SKIP, SKIP)
+    message = bad[3]
+    assert words in message and "tp-error" in message
+    assert f"The last valid model (2 layers, {valid_total} parameters) is still shown" in message
+
+
+def test_describe_model_reads_cells_typed_as_text(client):
+    """A cell edited in the browser arrives as text; the API takes it the same way."""
+    c = client()
+    as_numbers = describe(c, [[32, 128, 4]])[1]
+    as_text = describe(c, [["32", "128.0", " 4 "]])[1]
+    assert as_numbers == as_text
+
+
+def test_simple_model_needs_equal_widths(client):
+    bad = describe(client(), [[32, 128, 4], [64, 256, 4]], model_type="simple")
+    assert bad[:3] == (SKIP, SKIP, SKIP)
+    assert "simple model uses one d_model for every layer" in bad[3]
+
+
+def test_preset_add_and_remove_layer(client):
+    c = client()
+    layers, model_type = c.predict("pyramid: 32 -> 64 -> 128", api_name="/preset")
+    assert layers["data"] == [[32, 128, 4], [64, 256, 4], [128, 512, 4]]
+    assert model_type == "configurable"
+    grown = c.predict(layers, api_name="/add_layer")
+    assert grown["data"] == layers["data"] + [[128, 512, 4]]
+    shrunk = c.predict(grown, api_name="/remove_layer")
+    assert shrunk["data"] == layers["data"]
+    one = c.predict(table([[16, 64, 2]]), api_name="/remove_layer")
+    assert one["data"] == [[16, 64, 2]], "the last layer is never removed"
+
+
+def test_mask_endpoint_draws_allowed_below_diagonal(client):
+    fig = figure(client().predict(5, api_name="/mask"))
+    (heatmap,) = traces(fig, "heatmap")
+    z = array(heatmap["z"]).reshape(5, 5)
+    assert np.array_equal(z, np.tril(np.ones((5, 5))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Train tab: streaming, Stop, errors
+# ---------------------------------------------------------------------------------------------
+
+def test_train_streams_curve_and_status_then_done(client):
+    c = client()
+    epochs = 3
+    outs = train(c, rows=[[16, 64, 2]], epochs=epochs, **SMALL_TASK)
+    # Each epoch's validation always reaches the page, plus the final line: never fewer updates.
+    assert len(outs) >= epochs + 1
+    statuses = [status for _, status in outs]
+    assert len(set(statuses)) >= epochs + 1, "the status line changes as training goes"
+    figures = [figure(plot) for plot, _ in outs]
+    assert "Done" in statuses[-1] and f"trained {epochs} epochs" in statuses[-1]
+    assert "Held-out exact match of the best model" in statuses[-1]
+
+    def train_points(fig):
+        (t,) = [t for t in fig["data"] if t.get("name") == "train loss (per step)"]
+        return len(array(t["y"]))
+
+    points = [train_points(f) for f in figures]
+    assert points == sorted(points) and points[-1] > points[0], "the curve grows as steps arrive"
+    steps_per_epoch = SMALL_TASK["train_size"] // 64
+    assert points[-1] == epochs * steps_per_epoch
+
+    names = [t.get("name", "") for t in figures[-1]["data"]]
+    assert "train loss (per step)" in names and "validation loss (per epoch)" in names
+    (val,) = [t for t in figures[-1]["data"] if t.get("name") == "validation loss (per epoch)"]
+    assert list(array(val["x"])) == [1.0, 2.0, 3.0]
+    assert any(n.startswith("best: epoch") for n in names)
+
+
+def test_stop_mid_run_keeps_best_model(client):
+    c = client()
+    job = c.submit(*train_args(rows=[[16, 64, 2]], epochs=200, **SMALL_TASK), api_name="/train")
+    stream = updates(job)
+    try:
+        seen = [next(stream) for _ in range(3)]
+        assert not any("Done" in status for _, status in seen)
+        assert c.predict(api_name="/stop") == ()
+        outs = seen + list(stream)
+    finally:
+        c.predict(api_name="/stop")  # never leave a 200-epoch run holding the train queue
+    final = outs[-1][1]
+    assert "Stopped" in final and "stopped during epoch" in final, final
+    assert job.status().success
+    answer = sample(c, "2101")
+    assert "`2101` →" in answer
+    epoch = best_epoch_of(answer)
+    assert 1 <= epoch < 200
+    assert f"best model from epoch {epoch}" in final
+
+
+def test_second_run_shows_previous_run_faintly(client):
+    """A new run in the same session draws the last one behind it."""
+    c = client()
+    train(c, rows=[[16, 64, 2]], epochs=1, **SMALL_TASK)
+    outs = train(c, rows=[[16, 64, 2]], epochs=1, **SMALL_TASK)
+    names = [t.get("name", "") for t in figure(outs[-1][0])["data"]]
+    assert "previous run: train" in names
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(rows=[[50, 200, 4]]), "layer 1: d_model 50 is not divisible by nhead 4"),
+    (dict(rows=[[16, 64, 2], ["x", 64, 2]]), "layer 2: d_model must be a whole number"),
+    (dict(num_digits=1), "number of distinct digits must be at least 2"),
+    (dict(seq_len=0), "sequence length must be at least 1"),
+    (dict(epochs=0), "epochs must be at least 1"),
+    (dict(lr=5), "learning rate must be above 0 and at most 1"),
+    (dict(kind="reverse", rows=[[16, 64, 2]], train_size=10**7), "above the limit"),
+])
+def test_invalid_train_input_is_a_readable_error_and_keeps_best_model(trained, changes, words):
+    before = sample(trained, "2101")
+    args = {**dict(rows=SMALL_LAYERS, epochs=1, **SMALL_TASK), **changes}
+    with pytest.raises(AppError) as error:
+        trained.predict(*train_args(**args), api_name="/train")
+    assert words in str(error.value)
+    assert "upstream Gradio app has raised an exception" not in str(error.value)
+    assert sample(trained, "2101") == before, "the session's best model survives a mistake"
+
+
+def test_unknown_task_is_refused(trained):
+    with pytest.raises(AppError) as error:
+        trained.predict(*train_args(kind="poetry"), api_name="/train")
+    assert "poetry" in str(error.value)
+    assert best_epoch_of(sample(trained, "2101")) >= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions
+# ---------------------------------------------------------------------------------------------
+
+def test_two_clients_do_not_share_state(trained, client):
+    other = client()
+    with pytest.raises(AppError) as error:
+        sample(other, "2101")
+    assert "no model to sample from yet" in str(error.value)
+    with pytest.raises(AppError):
+        other.predict(api_name="/save_checkpoint")
+    with pytest.raises(AppError):
+        other.predict("2101", api_name="/look_inside")
+
+    # describe_model keeps its "last valid model" per session too.
+    bad = describe(other, [[50, 128, 4]])
+    assert bad[:3] == (SKIP, SKIP, SKIP) and "last valid model" not in bad[3]
+    assert "last valid model (2 layers" in describe(trained, [[50, 128, 4]])[3]
+    rows, total, _, _ = describe(other, [[48, 192, 3]] * 3)
+    assert "in 3 layers" in total
+
+    # And the first visitor still has its model.
+    assert best_epoch_of(sample(trained, "2101")) >= 1
+
+
+def test_stop_from_another_client_does_not_stop_mine(client):
+    mine, other = client(), client()
+    job = mine.submit(*train_args(rows=[[16, 64, 2]], epochs=2, **SMALL_TASK), api_name="/train")
+    stream = updates(job)
+    first = next(stream)
+    other.predict(api_name="/stop")
+    final = [first, *stream][-1][1]
+    assert "Done" in final, final
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample tab: sampling, checkpoints
+# ---------------------------------------------------------------------------------------------
+
+def test_sample_reports_answer_verdict_and_origin(trained):
+    answer = sample(trained, "2101")
+    assert "`2101` → **`" in answer
+    assert ("✓ correct" in answer) or ("✗ expected `0112`" in answer)
+    assert best_epoch_of(answer) in (1, 2)
+    with pytest.raises(AppError) as error:
+        sample(trained, "21x1")
+    assert "not in the vocabulary" in str(error.value)
+    with pytest.raises(AppError) as error:
+        sample(trained, "2101", greedy=False, seed="-3")
+    assert "seed must be at least 0" in str(error.value)
+
+
+def test_sampling_with_a_seed_is_repeatable(trained):
+    one = trained.predict("2101", False, 1.5, 0, 1.0, 4, "7", api_name="/sample")
+    two = trained.predict("2101", False, 1.5, 0, 1.0, 4, "7", api_name="/sample")
+    assert one == two
+
+
+def test_checkpoint_round_trip_into_a_new_session(trained, client):
+    path = Path(trained.predict(api_name="/save_checkpoint"))
+    assert path.suffix == ".safetensors" and path.stat().st_size > 1000
+    header_len = int.from_bytes(path.read_bytes()[:8], "little")
+    header = json.loads(path.read_bytes()[8: 8 + header_len])
+    assert header["__metadata__"]["format"] == "transformer-playground-checkpoint"
+
+    fresh = client()
+    info, examples, max_new, inside_text = fresh.predict(handle_file(str(path)),
+                                                         api_name="/upload_checkpoint")
+    assert "from the uploaded file" in info and path.name in info
+    epoch = best_epoch_of(sample(trained, "2101"))
+    assert f"Best model: **epoch {epoch}**" in info, "the checkpoint remembers its best epoch"
+    assert "nan" not in info and "held-out exact match" in info
+    assert value_of(max_new) == 4  # the answer length of a 4-digit sort
+    prompt = value_of(examples)
+    assert prompt == inside_text and len(prompt) == 4
+    assert set(prompt) <= set("012")
+    answer_there, answer_here = sample(fresh, "2101"), sample(trained, "2101")
+    # Same weights, same greedy answer; the origin line names the same best epoch.
+    assert answer_there.split("\n")[0] == answer_here.split("\n")[0]
+    assert best_epoch_of(answer_there) == best_epoch_of(answer_here)
+
+
+def test_uploading_something_else_is_a_clear_error(client, tmp_path):
+    c = client()
+    fake = tmp_path / "weights.safetensors"
+    fake.write_bytes(b"this is not a checkpoint at all")
+    with pytest.raises(AppError) as error:
+        c.predict(handle_file(str(fake)), api_name="/upload_checkpoint")
+    assert "weights.safetensors is not a readable .safetensors checkpoint" in str(error.value)
+
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(AppError) as error:
+        c.predict(handle_file(str(text)), api_name="/upload_checkpoint")
+    assert "Invalid file type" in str(error.value) and ".safetensors" in str(error.value)
+
+    with pytest.raises(AppError) as error:
+        sample(c, "2101")
+    assert "no model to sample from yet" in str(error.value)
+
+
+def test_look_inside_draws_every_layer_and_head(trained):
+    attention, mask = trained.predict("2101", api_name="/look_inside")
+    heatmaps = traces(figure(attention), "heatmap")
+    heads = [h for _, _, h in SMALL_LAYERS]
+    assert len(heatmaps) == sum(heads)  # one map per (layer, head)
+    titles = [a["text"] for a in figure(attention)["layout"]["annotations"] if a.get("text")]
+    assert "layer 1, head 2" in titles and "layer 2, head 3" in titles
+    length = len(heatmaps[0]["x"])
+    for h in heatmaps:
+        z = array(h["z"]).reshape(length, length)
+        assert np.allclose(np.triu(z, k=1), 0), "no head attends to the future"
+        assert np.allclose(z.sum(axis=1), 1, atol=1e-4)
+    (mask_map,) = traces(figure(mask), "heatmap")
+    assert array(mask_map["z"]).size == length * length
+
+    with pytest.raises(AppError) as error:
+        trained.predict("21", api_name="/look_inside")
+    assert "4 characters" in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's page flow learns the task
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_readme_flow_learns_sort(client):
+    """Preset "minGPT sort demo: 3 x 48", 60 epochs, sort 6 digits of 3: 100% held-out exact match.
+
+    About 30 s on a quiet 2-core machine. The public limits stop any run after 300 s, so under
+    heavy load this fails with the page's own "Time limit" status rather than hanging.
+    """
+    c = client()
+    layers, model_type = c.predict("minGPT sort demo: 3 x 48", api_name="/preset")
+    assert (layers["data"], model_type) == ([[48, 192, 3]] * 3, "configurable")
+    server_limit = Limits.from_env(Limits.public()).max_train_seconds or 540
+    outs = train(c, timeout=server_limit + 60, rows=layers["data"], model_type=model_type,
+                 epochs=60, kind="sort", seq_len=6, num_digits=3, train_size=2000, val_size=200)
+    final = outs[-1][1]
+    assert "Done" in final and "100.0%" in final, final
+    held_out = make_task(TaskConfig("sort", 6, 3, 2000, 200, 0)).val_prompts
+    for prompt in held_out[:3]:
+        answer = sample(c, prompt, max_new_tokens=6)
+        assert "✓ correct" in answer, answer

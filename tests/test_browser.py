@@ -1,0 +1,163 @@
+"""The page in a real headless Chromium (pytest-playwright; conftest.py supplies /usr/bin/chromium).
+
+Waits are on elements, never on "networkidle" (the page keeps an event stream open). Timeouts
+only stop a hung test; nothing asserts how long anything took.
+
+Screenshots: the Train tab after a finished run is saved to $PLAYGROUND_SCREENSHOT_DIR (or the
+test's tmp_path); with PLAYGROUND_SCREENSHOT set it is also written to assets/screenshot.png for
+the README.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from core.config import ModelConfig
+
+pytestmark = pytest.mark.browser
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+WAIT = 30_000  # ms; generous, for a 2-core machine shared with other work
+TRAIN_WAIT = 120_000
+
+
+def markdown(page: Page, elem_id: str):
+    """A gr.Markdown's own text, without the progress overlay drawn over it during a run."""
+    return page.locator(f"#{elem_id} [data-testid='markdown']")
+
+
+def edit_cell(page: Page, row: int, col: int, value: str) -> None:
+    cell = page.locator(f'#layers-df [data-testid="cell-{row}-{col}"]')
+    cell.dblclick()
+    editor = cell.locator("textarea")
+    editor.fill(value)
+    editor.press("Enter")
+    expect(cell).to_contain_text(value)
+
+
+def set_number(page: Page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input")
+    box.fill(str(value))
+    box.press("Tab")  # commit, as a visitor leaving the field does
+    expect(box).to_have_value(str(value))
+
+
+def train_points(page: Page) -> int:
+    """How many points the live train-loss curve has drawn (0 before a run)."""
+    return page.locator("#loss-plot .js-plotly-plot").evaluate(
+        """e => { const t = (e._fullData || []).find(d => d.name === "train loss (per step)");
+                  return t ? t._length : 0; }""")
+
+
+def wait_until(condition, timeout_s: float, what: str):
+    """Poll `condition()` until it is truthy; past the deadline, fail naming `what`."""
+    end = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def total_parameters(page: Page) -> int:
+    text = markdown(page, "param-total").inner_text()
+    match = re.search(r"([\d,]+) parameters", text)
+    assert match, text
+    return int(match.group(1).replace(",", ""))
+
+
+def open_app(page: Page, app_url: str) -> None:
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(app_url, wait_until="domcontentloaded")
+    expect(page.locator("#layers-df")).to_be_visible(timeout=WAIT)  # the Build tab opens first
+    expect(markdown(page, "param-total")).to_contain_text("parameters", timeout=WAIT)
+
+
+def sort_params(ffs, d_models=(48, 48, 48), heads=(3, 3, 3)) -> int:
+    """What the page should show for the default sort task (vocabulary of 3 digits)."""
+    return ModelConfig(3, list(d_models), list(ffs), list(heads)).num_parameters()
+
+
+def test_build_tab_edits_counts_and_errors(page: Page, app_url):
+    open_app(page, app_url)
+    default = sort_params([192, 192, 192])
+    expect(markdown(page, "param-total")).to_contain_text(f"{default:,} parameters")
+
+    # A narrower feed-forward in layer 1: the total follows the edit.
+    edit_cell(page, 0, 1, "96")
+    narrower = sort_params([96, 192, 192])
+    expect(markdown(page, "param-total")).to_contain_text(f"{narrower:,} parameters", timeout=WAIT)
+    expect(markdown(page, "build-msg")).to_contain_text("valid model")
+    assert total_parameters(page) == narrower != default
+
+    # d_model 50 with 3 heads: a readable message, and the last valid count stays on the page.
+    edit_cell(page, 0, 0, "50")
+    expect(markdown(page, "build-msg")).to_contain_text("not divisible by nhead 3", timeout=WAIT)
+    expect(markdown(page, "build-msg")).to_contain_text("is still shown")
+    assert total_parameters(page) == narrower
+
+    # A width change that divides: a projection appears in the parts table.
+    edit_cell(page, 0, 0, "96")
+    expect(markdown(page, "build-msg")).to_contain_text("valid model", timeout=WAIT)
+    expect(markdown(page, "param-total")).to_contain_text("between layers 1 and 2")
+    expect(page.locator("#param-table")).to_contain_text("projection 96 -> 48")
+    assert total_parameters(page) == sort_params([96, 192, 192], d_models=(96, 48, 48))
+
+    # The Mask tab draws its heatmap.
+    page.locator("#tab-mask-button").click()
+    expect(page.locator("#mask-plot .js-plotly-plot")).to_be_visible(timeout=WAIT)
+    heatmap = page.locator("#mask-plot .js-plotly-plot .heatmaplayer image")
+    expect(heatmap.first).to_be_attached(timeout=WAIT)
+
+
+def test_train_stop_and_sample(page: Page, app_url, tmp_path):
+    open_app(page, app_url)
+    page.locator("#tab-train-button").click()
+    expect(page.locator("#train-btn")).to_be_visible(timeout=WAIT)
+    status = markdown(page, "train-status")
+
+    # A short run to the end: the page as the README shows it.
+    set_number(page, "epochs", 4)
+    set_number(page, "train-size", 512)
+    set_number(page, "val-size", 64)
+    page.locator("#train-btn").click()
+    expect(status).to_contain_text("Done", timeout=TRAIN_WAIT)
+    expect(status).to_contain_text("trained 4 epochs")
+    # The figure is drawn a moment after the status text of the same update arrives.
+    wait_until(lambda: train_points(page) == 4 * 512 // 64, 30, "all 32 steps on the curve")
+    expect(page.locator("#loss-plot .js-plotly-plot .legend")).to_contain_text("validation loss")
+    shot_dir = Path(os.environ.get("PLAYGROUND_SCREENSHOT_DIR") or tmp_path)
+    shot_dir.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot_dir / "train-tab.png"))
+    assert (shot_dir / "train-tab.png").stat().st_size > 10_000
+    if os.environ.get("PLAYGROUND_SCREENSHOT"):
+        page.screenshot(path=str(ASSETS / "screenshot.png"))
+
+    # A long run: watch the curve grow, then Stop it.
+    set_number(page, "epochs", 200)
+    set_number(page, "train-size", 2000)
+    page.locator("#train-btn").click()
+    expect(status).not_to_contain_text("Done", timeout=WAIT)
+    first = wait_until(lambda: train_points(page), 60, "the first points of the new run")
+    wait_until(lambda: train_points(page) > first, 60, "the loss curve to grow")
+    page.locator("#stop-btn").click()
+    expect(status).to_contain_text("Stopped", timeout=TRAIN_WAIT)
+    best_epoch = int(re.search(r"best model from epoch (\d+)", status.inner_text()).group(1))
+
+    # The Sample tab offers held-out prompts of the best model and samples from it.
+    page.locator("#tab-sample-button").click()
+    expect(markdown(page, "sample-info")).to_contain_text(f"epoch {best_epoch}", timeout=WAIT)
+    prompt = page.locator("#prompt textarea")
+    expect(prompt).to_have_value(re.compile(r"^[012]{6}$"), timeout=WAIT)
+    page.locator("#sample-btn").click()
+    output = markdown(page, "sample-output")
+    expect(output).to_contain_text(f"from the best model (epoch {best_epoch}", timeout=WAIT)
+    expect(output).to_contain_text(prompt.input_value())
