@@ -52,9 +52,12 @@ TASK_HELP = {
 class Session:
     """One visitor's models and curves. Mutated in place; gr.State keeps it per browser session."""
 
-    task: Task | None = None
-    model_config: ModelConfig | None = None
+    table_config: ModelConfig | None = None  # the layer table's last valid shape, shown on Build
+    # The best model, its config and its task change together, never by editing the table, so
+    # Save always writes the weights with the config they were trained under.
     best_model: Any = None
+    best_config: ModelConfig | None = None
+    task: Task | None = None
     best: dict[str, Any] = field(default_factory=dict)  # epoch, val_loss, val_accuracy, source
     history: TrainingHistory | None = None
     previous_history: TrainingHistory | None = None
@@ -123,12 +126,12 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
             config = model_config_from(table, model_type, dropout, len(vocab), limits)
         except ValueError as error:
             kept = ""
-            if session.model_config is not None:
-                kept = (f" The last valid model ({session.model_config.num_layers} layers, "
-                        f"{session.model_config.num_parameters():,} parameters) is still shown.")
+            if session.table_config is not None:
+                kept = (f" The last valid model ({session.table_config.num_layers} layers, "
+                        f"{session.table_config.num_parameters():,} parameters) is still shown.")
             message = f"<span class='tp-error'>⚠ {error}</span>{kept}"
             return gr.skip(), gr.skip(), gr.skip(), message, session
-        session.model_config = config
+        session.table_config = config
         rows = [[part, count] for part, count in config.parameter_breakdown()]
         projections = config.projection_positions()
         where = ", ".join(f"between layers {i} and {i + 1}" for i in projections) or "none (all widths equal)"
@@ -172,6 +175,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         train_config = TrainConfig(epochs=as_int(epochs, "epochs"), batch_size=as_int(batch_size, "batch size"),
                                    lr=as_float(lr, "learning rate"), seed=as_int(seed, "seed", minimum=0),
                                    patience=patience_value or None).validate(limits)
+        session.table_config = model_config
         if session.history is not None and session.history.step_losses:
             session.previous_history = session.history
         session.history = TrainingHistory()
@@ -190,7 +194,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                 status = _status_line(event, session)
             elif isinstance(event, EpochEvent):
                 if event.record.improved:
-                    session.best_model, session.task, session.model_config = event.best_model, task, model_config
+                    session.best_model, session.task, session.best_config = event.best_model, task, model_config
                     session.best = {"epoch": event.record.epoch, "val_loss": event.record.val_loss,
                                     "val_accuracy": event.record.val_accuracy, "source": "this session's training"}
                 status = format_epoch(event)
@@ -209,8 +213,8 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                     gr.skip(), gr.skip())
         task, best = session.task, session.best
         accuracy = "" if best.get("val_accuracy") is None else f", held-out exact match {best['val_accuracy']:.1%}"
-        info = (f"Best model: **epoch {best.get('epoch')}**, validation loss **{best.get('val_loss', math.nan):.4f}**"
-                f"{accuracy} — from {best.get('source')}. Task: **{task.name}**, vocabulary `{task.vocab.describe()}`.")
+        info = (f"Best model: **{_best_summary(best)}**{accuracy} — from {best.get('source')}. "
+                f"Task: **{task.name}**, vocabulary `{task.vocab.describe()}`.")
         examples = task.examples(8)
         max_new = task.problem.answer_len if task.problem is not None else 120
         return info, gr.update(choices=examples, value=examples[0]), gr.update(value=max_new), examples[0]
@@ -228,7 +232,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                               top_k=top_k_value or None, top_p=None if top_p_value >= 1 else top_p_value,
                               greedy=bool(greedy), seed=as_int(seed_text, "seed", minimum=0) if seed_text else None)
         answer = sample_text(session.best_model, task, prompt, config.validate(limits), limits)
-        origin = f"from the best model (epoch {session.best.get('epoch')}, validation loss {session.best.get('val_loss'):.4f})"
+        origin = f"from the best model ({_best_summary(session.best)})"
         expected = task.expected_answer(prompt)
         if expected is None:
             return f"**{_escape(prompt)}**{_escape(answer)}\n\n<span class='tp-step-hint'>{origin}</span>"
@@ -243,7 +247,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         folder = Path(tempfile.mkdtemp(prefix="tp-checkpoint-"))
         path = folder / f"{session.task.name}-best-epoch{session.best.get('epoch')}.safetensors"
         best = session.best  # the summary keys the CLI writes and `upload` reads back
-        save_checkpoint(path, session.best_model, session.model_config, session.task,
+        save_checkpoint(path, session.best_model, session.best_config, session.task,
                         {"best_epoch": best.get("epoch"), "best_val_loss": best.get("val_loss"),
                          "val_accuracy": best.get("val_accuracy")})
         return str(path)
@@ -254,9 +258,9 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
             return (gr.skip(),) * 4 + (session,)
         name = Path(str(file)).name
         checkpoint = load_checkpoint(str(file))
-        session.best_model, session.task, session.model_config = checkpoint.model, checkpoint.task, checkpoint.model_config
+        session.best_model, session.task, session.best_config = checkpoint.model, checkpoint.task, checkpoint.model_config
         summary = checkpoint.summary
-        session.best = {"epoch": summary.get("best_epoch"), "val_loss": summary.get("best_val_loss", math.nan),
+        session.best = {"epoch": summary.get("best_epoch"), "val_loss": summary.get("best_val_loss"),
                         "val_accuracy": summary.get("val_accuracy"), "source": f"the uploaded file {name}"}
         return (*sample_tab(session), session)
 
@@ -270,6 +274,14 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
     return dict(describe_model=describe_model, add_layer=add_layer, remove_layer=remove_layer,
                 apply_preset=apply_preset, show_mask=show_mask, task_changed=task_changed, train=train,
                 stop=stop, sample_tab=sample_tab, sample=sample, save=save, upload=upload, look_inside=look_inside)
+
+
+def _best_summary(best: dict[str, Any]) -> str:
+    """'epoch 12, validation loss 0.0123', saying 'unknown' for what an uploaded file left out."""
+    epoch = best.get("epoch")
+    loss = best.get("val_loss")
+    loss_text = f"{loss:.4f}" if isinstance(loss, (int, float)) and math.isfinite(loss) else "unknown"
+    return f"epoch {epoch if epoch is not None else 'unknown'}, validation loss {loss_text}"
 
 
 def _status_line(event: StepEvent, session: Session) -> str:

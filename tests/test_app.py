@@ -399,7 +399,8 @@ def test_checkpoint_round_trip_into_a_new_session(trained, client):
                                                          api_name="/upload_checkpoint")
     assert "from the uploaded file" in info and path.name in info
     epoch = best_epoch_of(sample(trained, "2101"))
-    assert f"Best model: **epoch {epoch}**" in info, "the checkpoint remembers its best epoch"
+    assert f"Best model: **epoch {epoch}, validation loss " in info, "the checkpoint remembers its best epoch"
+    assert "unknown" not in info, "and its validation loss"
     assert "nan" not in info and "held-out exact match" in info
     assert value_of(max_new) == 4  # the answer length of a 4-digit sort
     prompt = value_of(examples)
@@ -409,6 +410,18 @@ def test_checkpoint_round_trip_into_a_new_session(trained, client):
     # Same weights, same greedy answer; the origin line names the same best epoch.
     assert answer_there.split("\n")[0] == answer_here.split("\n")[0]
     assert best_epoch_of(answer_there) == best_epoch_of(answer_here)
+
+
+def test_editing_the_table_after_training_does_not_change_the_saved_model(client):
+    """Save writes the best model with the config it was trained under, whatever the table shows now."""
+    c = client()
+    train(c, rows=[[16, 64, 2]], epochs=1, **SMALL_TASK)
+    describe(c, [[32, 64, 4], [48, 96, 4]], seq_len=4)  # a different, valid model on the Build tab
+    path = c.predict(api_name="/save_checkpoint")
+    fresh = client()
+    info, *_ = fresh.predict(handle_file(path), api_name="/upload_checkpoint")
+    assert "from the uploaded file" in info
+    assert "correct" in sample(fresh, "2101") or "expected" in sample(fresh, "2101")
 
 
 def test_uploading_something_else_is_a_clear_error(client, tmp_path):
