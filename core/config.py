@@ -160,7 +160,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         self.d_model_configs = list(self.d_model_configs)
         self.dim_feedforward_configs = list(self.dim_feedforward_configs)
-        if not isinstance(self.nhead, int):
+        if isinstance(self.nhead, (list, tuple)):
             self.nhead = list(self.nhead)
 
     @property
@@ -174,11 +174,15 @@ class ModelConfig:
         return [self.nhead] * self.num_layers
 
     def validate(self, limits: Limits | None = None) -> ModelConfig:
-        """Raise ValueError naming the layer and the problem; return self so calls can chain."""
+        """Raise ValueError naming the layer and the problem; return self so calls can chain.
+
+        Whole numbers given as text or floats ("48", 48.0) are checked and stored as ints, so a
+        config that validates always builds.
+        """
         limits = limits or Limits()
         if self.model_type not in MODEL_TYPES:
             raise ValueError(f"model type must be one of {', '.join(MODEL_TYPES)}, got {self.model_type!r}")
-        as_int(self.vocab_size, "vocab_size", minimum=2)
+        self.vocab_size = as_int(self.vocab_size, "vocab_size", minimum=2)
         d_models, ffs = self.d_model_configs, self.dim_feedforward_configs
         if not d_models:
             raise ValueError("d_model_configs is empty: the model needs at least one layer")
@@ -194,19 +198,25 @@ class ModelConfig:
         if len(d_models) > limits.max_layers:
             raise ValueError(f"{len(d_models)} layers is above the limit of {limits.max_layers} "
                              f"(set by {env_var_for('max_layers')}); remove some layers")
+        clean_d, clean_ff, clean_h = [], [], []
         for i, (d, ff, h) in enumerate(zip(d_models, ffs, self.heads_per_layer), start=1):
-            as_int(d, f"layer {i}: d_model", minimum=1, maximum=limits.max_d_model, limit_name="max_d_model")
-            as_int(ff, f"layer {i}: dim_feedforward", minimum=1, maximum=limits.max_dim_feedforward,
-                   limit_name="max_dim_feedforward")
-            as_int(h, f"layer {i}: nhead", minimum=1)
+            d = as_int(d, f"layer {i}: d_model", minimum=1, maximum=limits.max_d_model, limit_name="max_d_model")
+            ff = as_int(ff, f"layer {i}: dim_feedforward", minimum=1, maximum=limits.max_dim_feedforward,
+                        limit_name="max_dim_feedforward")
+            h = as_int(h, f"layer {i}: nhead", minimum=1)
+            clean_d.append(d), clean_ff.append(ff), clean_h.append(h)
             if d % h:
                 near = sorted({max(h, d - d % h), d - d % h + h})
                 raise ValueError(
                     f"layer {i}: d_model {d} is not divisible by nhead {h} "
                     f"(each head gets d_model / nhead dimensions); try d_model "
                     f"{' or '.join(map(str, near))}, or a different nhead")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+        self.d_model_configs, self.dim_feedforward_configs = d_models, ffs = clean_d, clean_ff
+        self.nhead = clean_h if isinstance(self.nhead, list) else clean_h[0]
+        dropout = as_float(self.dropout, "dropout")
+        if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be at least 0 and below 1, got {self.dropout!r}")
+        self.dropout = dropout
         if self.model_type == "simple":
             for name, values in (("d_model", d_models), ("dim_feedforward", ffs),
                                  ("nhead", self.heads_per_layer)):
