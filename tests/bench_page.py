@@ -1,5 +1,9 @@
-"""How much the page slows training down: the same run through a real server and gradio_client
-(streaming figures, progress, queue) against the bare loop in this process.
+"""How much the page slows training down, and how it holds up in a classroom.
+
+1. The same run through a real server and gradio_client (streaming figures, progress, queue)
+   against the bare loop in this process.
+2. A classroom: 30 visitors (each its own client session, on loopback) edit models and look at
+   masks while one of them trains; the latency of their requests and the training slowdown.
 
 Run with `make bench` (or `python tests/bench_page.py [epochs]`). Not a test: pytest only
 collects test_*.py, and timings are never pass/fail.
@@ -7,10 +11,14 @@ collects test_*.py, and timings are never pass/fail.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import statistics
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,6 +34,50 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+CLASSROOM = 30  # visitors
+REQUESTS_EACH = 4  # bounded: 30 x 4 describe/mask calls, then the measurement stops
+
+
+def _visitor(url: str, index: int) -> list[float]:
+    """One student: open a session, then alternate editing the layer table and viewing the mask."""
+    client = Client(url, analytics_enabled=False, verbose=False)
+    latencies = []
+    for i in range(REQUESTS_EACH):
+        width = 16 * (1 + (index + i) % 4)
+        rows = {"headers": app.LAYER_HEADERS, "data": [[width, 4 * width, 4]] * (1 + i % 3), "metadata": None}
+        start = time.perf_counter()
+        if i % 2:
+            client.predict(8 + i, api_name="/mask")
+        else:
+            client.predict(rows, "configurable", 0.1, "sort", 6, 3, "", api_name="/describe_model")
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def visitors(url: str) -> None:
+    """The classroom's side, run in its own process so it does not share the server's GIL."""
+    with ThreadPoolExecutor(CLASSROOM) as pool:
+        latencies = [t for visitor in pool.map(lambda i: _visitor(url, i), range(CLASSROOM)) for t in visitor]
+    print(json.dumps(latencies))
+
+
+def classroom(url: str, layers: list[list[int]], epochs: int) -> None:
+    table = {"headers": app.LAYER_HEADERS, "data": layers, "metadata": None}
+    trainer = Client(url, analytics_enabled=False, verbose=False)
+    start = time.perf_counter()
+    job = trainer.submit(table, "configurable", 0.1, "sort", 6, 3, 2000, 200, "", epochs, 64, 3e-3, 0, 0,
+                         api_name="/train")
+    students = subprocess.run([sys.executable, __file__, "--visitors", url], capture_output=True, text=True,
+                              timeout=300, check=True)
+    latencies = sorted(json.loads(students.stdout.strip().splitlines()[-1]))
+    job.result()
+    trained = time.perf_counter() - start
+    p95 = latencies[int(0.95 * (len(latencies) - 1))]
+    print(f"classroom: {CLASSROOM} visitors x {REQUESTS_EACH} requests while one trains {epochs} epochs: "
+          f"median {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+          f"max {latencies[-1] * 1000:.0f} ms; training took {trained:.2f} s")
 
 
 def main(epochs: int = 12) -> None:
@@ -48,11 +100,15 @@ def main(epochs: int = 12) -> None:
         updates = sum(1 for _ in job)
         page = time.perf_counter() - start
         figure_kb = len(job.outputs()[-1][0]["plot"]) / 1024
+        print(f"sort 3x48, {epochs} epochs: bare loop {bare:.2f} s | through the page {page:.2f} s "
+              f"({page / bare - 1:+.1%}), {updates} streamed updates, last figure {figure_kb:.1f} kB")
+        classroom(url, layers, epochs)
     finally:
         app.demo.close()
-    print(f"sort 3x48, {epochs} epochs: bare loop {bare:.2f} s | through the page {page:.2f} s "
-          f"({page / bare - 1:+.1%}), {updates} streamed updates, last figure {figure_kb:.1f} kB")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 12)
+    if sys.argv[1:2] == ["--visitors"]:
+        visitors(sys.argv[2])
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 12)
