@@ -19,6 +19,7 @@ from .config import Limits, TaskConfig
 
 IGNORE_INDEX = -100  # nn.CrossEntropyLoss's default ignore_index
 TEXT_VALIDATION_FRACTION = 0.1
+TEXT_EXAMPLE_CHARS = 12  # a text prompt offered as an example: the start of a held-out line
 _ENUMERATE_UP_TO = 200_000  # problem spaces this small are listed exhaustively before splitting
 
 
@@ -187,6 +188,13 @@ class Task:
         if self.problem is not None:
             rng = random.Random(seed)
             return [self.problem.random_prompt(rng) for _ in range(count)]
+        text = self.config.text
+        if text:  # openings of lines in the held-out tail of the text
+            held_out = text[int(len(text) * (1 - TEXT_VALIDATION_FRACTION)):]
+            lines = [line.strip()[:TEXT_EXAMPLE_CHARS] for line in held_out.splitlines()[1:]]
+            openings = list(dict.fromkeys(line for line in lines if len(line) >= 3))
+            if openings:
+                return openings[:count]
         return ["".join(self.vocab.tokens[: min(4, len(self.vocab))])]
 
 
@@ -196,7 +204,7 @@ def make_task(config: TaskConfig, limits: Limits | None = None) -> Task:
     if config.kind == "text":
         return _make_text_task(config)
     problem = make_problem(config)
-    vocab = Vocab(problem.symbols + problem.extra_tokens)
+    vocab = task_vocab(config)
     rng = random.Random(config.seed)
     val_prompts, train_prompts = _split_prompts(problem, config.train_size, config.val_size, rng)
 
@@ -260,7 +268,7 @@ def _split_prompts(problem: Problem, train_size: int, val_size: int,
 def _make_text_task(config: TaskConfig) -> Task:
     text = config.text or ""
     block = config.seq_len
-    vocab = Vocab(sorted(set(text)))
+    vocab = task_vocab(config)
     if len(vocab) < 2:
         raise ValueError("the text uses a single distinct character; paste text with some variety")
     split = int(len(text) * (1 - TEXT_VALIDATION_FRACTION))

@@ -241,3 +241,13 @@ def test_task_vocab_without_building_data_matches_the_task(config):
     from core.data import task_vocab
 
     assert task_vocab(config) == make_task(config).vocab
+
+
+def test_text_examples_are_openings_of_held_out_lines():
+    text = "".join(f"line number {i} of the training part\n" for i in range(40))
+    text += "zebra crossing ahead\nyellow submarine song\n"
+    task = make_task(TaskConfig("text", seq_len=8, train_size=8, val_size=4, text=text))
+    held_out = text[int(len(text) * 0.9):]
+    examples = task.examples(5)
+    assert examples and all(e in held_out for e in examples)
+    assert "zebra crossi" in examples and "yellow subma" in examples
