@@ -463,8 +463,14 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
 
 
 def launch_options() -> dict[str, Any]:
-    """How the page is served; the tests launch with these too, so they see what visitors see."""
-    return dict(css=(ASSETS / "style.css").read_text(), footer_links=["gradio"], run_history=False)
+    """How the page is served; the tests launch with these too, so they see what visitors see.
+
+    Each visitor's state holds models (up to ~12 MB at the public limits); Gradio frees it an hour
+    after they leave, and keeps at most PLAYGROUND_MAX_SESSIONS (oldest evicted first).
+    """
+    sessions = as_int(os.environ.get("PLAYGROUND_MAX_SESSIONS", "500"), "PLAYGROUND_MAX_SESSIONS", minimum=1)
+    return dict(css=(ASSETS / "style.css").read_text(), footer_links=["gradio"], run_history=False,
+                state_session_capacity=sessions, max_file_size="64mb")
 
 
 demo = build_demo()
