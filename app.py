@@ -27,8 +27,8 @@ from core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from core.config import (Limits, ModelConfig, SampleConfig, TaskConfig, TrainConfig,  # noqa: E402
                          as_float, as_int, parse_layer_rows)
 from core.data import Task, make_task, task_vocab  # noqa: E402
-from core.figures import (architecture_figure, attention_figure_for, empty_figure,  # noqa: E402
-                          loss_figure, mask_figure)
+from core.figures import (STREAM_UPDATES_PER_SECOND, architecture_figure,  # noqa: E402
+                          attention_figure_for, empty_figure, loss_figure, mask_figure)
 from core.sampling import sample_text  # noqa: E402
 from core.training import (EpochEvent, FitResult, StepEvent, TrainingHistory,  # noqa: E402
                            configure_threads, format_epoch, train_task)
@@ -38,7 +38,6 @@ PRESETS: dict[str, dict[str, Any]] = json.loads((ASSETS / "presets.json").read_t
 DEFAULT_PRESET = next(iter(PRESETS))
 SAMPLE_TEXT = (ASSETS / "sample_text.txt").read_text()
 LAYER_HEADERS = ["d_model", "dim_feedforward", "nhead"]
-UPDATES_PER_SECOND = 4  # streamed figures are resent whole: a few per second keeps the page smooth
 TASK_HELP = {
     "sort": "Sort the digits: `210120` → `001122` (minGPT's demo).",
     "copy": "Repeat the digits: `2101` → `2101`.",
@@ -188,7 +187,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         for event in train_task(task, model_config, train_config, should_stop, limits):
             if isinstance(event, StepEvent):
                 session.history = event.history
-                if time.monotonic() - last_yield < 1 / UPDATES_PER_SECOND:
+                if time.monotonic() - last_yield < 1 / STREAM_UPDATES_PER_SECOND:
                     continue
                 progress((event.step, event.total_steps), desc="training", unit="steps")
                 status = _status_line(event, session)

@@ -20,12 +20,9 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, SampleConfig, TaskConfig, TrainConfig
 from .data import make_task
-from .figures import loss_figure
+from .figures import STREAM_UPDATES_PER_SECOND, loss_figure
 from .sampling import generate
 from .training import EpochEvent, FitResult, TrainingHistory, train_task
-
-PAGE_UPDATES_PER_SECOND = 4
-
 
 def _sort_setup(epochs: int):
     task = make_task(TaskConfig("sort", 6, 3, train_size=2000, val_size=200, seed=0))
@@ -51,7 +48,7 @@ def _run(setup, epochs: int, page_style: bool) -> dict:
             tokens_per_s.append(event.record.tokens_per_s)
         if isinstance(event, FitResult):
             result = event
-        if page_style and time.perf_counter() - last_update >= 1 / PAGE_UPDATES_PER_SECOND:
+        if page_style and time.perf_counter() - last_update >= 1 / STREAM_UPDATES_PER_SECOND:
             loss_figure(event.history).to_json()
             figures += 1
             last_update = time.perf_counter()

@@ -211,7 +211,8 @@ class ModelConfig:
                     f"layer {i}: d_model {d} is not divisible by nhead {h} "
                     f"(each head gets d_model / nhead dimensions); try d_model "
                     f"{' or '.join(map(str, near))}, or a different nhead")
-        self.d_model_configs, self.dim_feedforward_configs = d_models, ffs = clean_d, clean_ff
+        self.d_model_configs = d_models = clean_d
+        self.dim_feedforward_configs = ffs = clean_ff
         self.nhead = clean_h if isinstance(self.nhead, list) else clean_h[0]
         dropout = as_float(self.dropout, "dropout")
         if not 0.0 <= dropout < 1.0:

@@ -190,7 +190,7 @@ class Task:
             return [self.problem.random_prompt(rng) for _ in range(count)]
         text = self.config.text
         if text:  # openings of lines in the held-out tail of the text
-            held_out = text[int(len(text) * (1 - TEXT_VALIDATION_FRACTION)):]
+            held_out = text[held_out_start(text):]
             lines = [line.strip()[:TEXT_EXAMPLE_CHARS] for line in held_out.splitlines()[1:]]
             openings = list(dict.fromkeys(line for line in lines if len(line) >= 3))
             if openings:
@@ -217,6 +217,11 @@ def make_task(config: TaskConfig, limits: Limits | None = None) -> Task:
 
     return Task(config, vocab, problem.prompt_len + problem.answer_len - 1, problem,
                 encode_all(train_prompts), encode_all(val_prompts), val_prompts)
+
+
+def held_out_start(text: str) -> int:
+    """Where a text task's validation part begins: the last TEXT_VALIDATION_FRACTION is held out."""
+    return int(len(text) * (1 - TEXT_VALIDATION_FRACTION))
 
 
 def task_vocab(config: TaskConfig) -> Vocab:
@@ -271,7 +276,7 @@ def _make_text_task(config: TaskConfig) -> Task:
     vocab = task_vocab(config)
     if len(vocab) < 2:
         raise ValueError("the text uses a single distinct character; paste text with some variety")
-    split = int(len(text) * (1 - TEXT_VALIDATION_FRACTION))
+    split = held_out_start(text)
     val_len = len(text) - split
     if val_len < block + 1 or split < block + 1:
         needed = int((block + 1) / TEXT_VALIDATION_FRACTION) + 1

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 import plotly.graph_objects as go
+import torch
 from plotly.subplots import make_subplots
-
 from torch import nn
 
 from .config import ModelConfig, SampleConfig
@@ -23,6 +22,7 @@ from .sampling import sample_text
 from .training import TrainingHistory
 
 MAX_CURVE_POINTS = 600
+STREAM_UPDATES_PER_SECOND = 4  # the page resends each figure whole: a few per second stays smooth
 TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "#4C78A8", "#F58518", "#E45756"
 ALLOWED_COLOR, BLOCKED_COLOR = "#54A24B", "#E5E5E5"
 
@@ -149,8 +149,8 @@ def attention_figure_for(model: nn.Module, task: Task, prompt: str) -> tuple[go.
     For algorithmic tasks the prompt must be a valid one and the answer is appended, so the maps
     show how the answer attends to the prompt. Returns the figure and the sequence length drawn.
     """
-    prompt = prompt.strip("\n") if task.problem is not None else prompt
     if task.problem is not None:
+        prompt = prompt.strip("\n")
         prompt += sample_text(model, task, prompt, SampleConfig(task.problem.answer_len, greedy=True))
     text = prompt[: task.block_size]  # the length the model was trained on
     if not text:
