@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 MODEL_TYPES = ("configurable", "simple")
 TASK_KINDS = ("sort", "copy", "reverse", "addition", "text")
+MAX_SEED = 2**32 - 1  # what every seeded library here accepts (torch takes more, numpy does not)
+TEXT_CONTROL_ALLOWED = "\n\t"  # the only control characters a text may hold
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,33 +104,84 @@ def as_int(value: Any, what: str, minimum: int | None = None, maximum: int | Non
         try:
             number = float(text)
         except ValueError:
-            raise ValueError(f"{what} must be a whole number, got {value!r}") from None
-    elif isinstance(value, (int, float)):
-        number = float(value)
+            raise ValueError(f"{what} must be a whole number, got {_short(value)}") from None
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        number = value
     else:
         try:  # numpy scalars and the like
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{what} must be a whole number, got {value!r}") from None
-    if not math.isfinite(number) or number != int(number):
-        raise ValueError(f"{what} must be a whole number, got {value!r}")
+            raise ValueError(f"{what} must be a whole number, got {_short(value)}") from None
+    if isinstance(number, float) and (not math.isfinite(number) or number != int(number)):
+        raise ValueError(f"{what} must be a whole number, got {_short(value)}")
     result = int(number)
     if minimum is not None and result < minimum:
         raise ValueError(f"{what} must be at least {minimum}, got {result}")
     if maximum is not None and result > maximum:
         hint = f" (set by {env_var_for(limit_name)})" if limit_name else ""
-        raise ValueError(f"{what} {result} is above the limit of {maximum:,}{hint}")
+        shown = str(result) if result.bit_length() < 100 else f"of about {int(result.bit_length() * 0.30103)} digits"
+        raise ValueError(f"{what} {shown} is above the limit of {maximum:,}{hint}")
     return result
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters, so a pasted novel doesn't become the message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def as_float(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a number, got {value!r}")
     try:
         number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{what} must be a number, got {_short(value)}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
+        raise ValueError(f"{what} must be a finite number, got {_short(value)}")
     return number
+
+
+def as_text(value: Any, what: str) -> str:
+    """Text from a widget or an API call: None is empty; a number or a list is refused."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be text, got {type(value).__name__}")
+    return value
+
+
+def as_seed(value: Any, what: str = "seed") -> int:
+    return as_int(value, what, minimum=0, maximum=MAX_SEED)
+
+
+def check_text(text: str, what: str = "the text") -> None:
+    """Refuse characters the page cannot send back: lone surrogates and control characters.
+
+    A lone surrogate is valid in a JSON escape but not in UTF-8, so a model that learned one
+    would produce answers the server cannot encode. Newline and tab are the only control
+    characters allowed.
+    """
+    bad: dict[str, int] = {}
+    for position, ch in enumerate(text, start=1):
+        if ch in TEXT_CONTROL_ALLOWED or ch in bad:
+            continue
+        if "\ud800" <= ch <= "\udfff" or unicodedata.category(ch) == "Cc":
+            bad[ch] = position
+            if len(bad) == 5:
+                break
+    if bad:
+        listed = ", ".join(f"{_character_name(ch)} at character {pos:,}" for ch, pos in bad.items())
+        raise ValueError(f"{what} contains characters that can't be shown or sent back: {listed}. "
+                         "Remove them (only newline and tab are allowed among control characters)")
+
+
+def _character_name(ch: str) -> str:
+    if "\ud800" <= ch <= "\udfff":
+        return f"a lone surrogate U+{ord(ch):04X}"
+    return f"the control character U+{ord(ch):04X} {ch!r}"
 
 
 def parse_int_list(text: str | Sequence[Any], what: str) -> list[int]:
@@ -280,13 +334,16 @@ def parse_layer_rows(rows: Iterable[Sequence[Any]]) -> tuple[list[int], list[int
     ffs: list[int] = []
     heads: list[int] = []
     for row in rows:
+        i = len(d_models) + 1
+        if not isinstance(row, (list, tuple)):
+            raise ValueError(f"layer {i}: needs d_model, dim_feedforward and nhead, got {_short(row)}")
         cells = list(row)
         if all(c is None or (isinstance(c, str) and not c.strip()) or
                (isinstance(c, float) and math.isnan(c)) for c in cells):
             continue
-        if len(cells) < 3:
-            raise ValueError(f"layer {len(d_models) + 1}: needs d_model, dim_feedforward and nhead")
-        i = len(d_models) + 1
+        if len(cells) != 3:
+            raise ValueError(f"layer {i}: needs d_model, dim_feedforward and nhead (three values), "
+                             f"got {len(cells)}")
         d_models.append(as_int(cells[0], f"layer {i}: d_model", minimum=1))
         ffs.append(as_int(cells[1], f"layer {i}: dim_feedforward", minimum=1))
         heads.append(as_int(cells[2], f"layer {i}: nhead", minimum=1))
@@ -317,36 +374,46 @@ class TaskConfig:
     seed: int = 0
     text: str | None = field(default=None, repr=False)
 
-    def validate(self, limits: Limits | None = None) -> TaskConfig:
+    def validate(self, limits: Limits | None = None, need_text: bool = True) -> TaskConfig:
+        """Check every field against `limits` and store the checked whole numbers.
+
+        `need_text=False` is for a task rebuilt from a checkpoint, which never carries the text.
+        """
         limits = limits or Limits()
         if self.kind not in TASK_KINDS:
-            raise ValueError(f"task must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}")
-        as_int(self.seed, "seed", minimum=0)
-        as_int(self.train_size, "train size", minimum=1, maximum=limits.max_train_size,
-               limit_name="max_train_size")
-        as_int(self.val_size, "validation size", minimum=1, maximum=limits.max_train_size,
-               limit_name="max_train_size")
+            raise ValueError(f"task must be one of {', '.join(TASK_KINDS)}, got {_short(self.kind)}")
+        self.seed = as_seed(self.seed)
+        self.train_size = as_int(self.train_size, "train size", minimum=1, maximum=limits.max_train_size,
+                                 limit_name="max_train_size")
+        self.val_size = as_int(self.val_size, "validation size", minimum=1, maximum=limits.max_train_size,
+                               limit_name="max_train_size")
         if self.kind == "text":
-            as_int(self.seq_len, "context length", minimum=1, maximum=limits.max_seq_len,
-                   limit_name="max_seq_len")
-            if not self.text or not self.text.strip():
-                raise ValueError("the text task needs some text: paste a few paragraphs or give a text file")
-            if len(self.text) > limits.max_text_chars:
-                raise ValueError(f"the text has {len(self.text):,} characters, above the limit of "
-                                 f"{limits.max_text_chars:,} (set by {env_var_for('max_text_chars')})")
+            self._validate_text(limits, need_text)
         elif self.kind == "addition":
-            as_int(self.num_digits, "digits per number", minimum=1, maximum=9)
+            self.num_digits = as_int(self.num_digits, "digits per number", minimum=1, maximum=9)
             if 3 * self.num_digits + 2 > limits.max_seq_len:
                 raise ValueError(f"{self.num_digits}-digit addition needs sequences longer than the "
                                  f"limit of {limits.max_seq_len}")
         else:
-            as_int(self.seq_len, "sequence length", minimum=1)
+            self.seq_len = as_int(self.seq_len, "sequence length", minimum=1)
             if 2 * self.seq_len - 1 > limits.max_seq_len:
                 raise ValueError(f"sequence length {self.seq_len} makes model inputs of "
                                  f"{2 * self.seq_len - 1} tokens, above the limit of "
                                  f"{limits.max_seq_len} (set by {env_var_for('max_seq_len')})")
-            as_int(self.num_digits, "number of distinct digits", minimum=2, maximum=10)
+            self.num_digits = as_int(self.num_digits, "number of distinct digits", minimum=2, maximum=10)
         return self
+
+    def _validate_text(self, limits: Limits, need_text: bool) -> None:
+        self.seq_len = as_int(self.seq_len, "context length", minimum=1, maximum=limits.max_seq_len,
+                              limit_name="max_seq_len")
+        if self.text is None and not need_text:
+            return
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise ValueError("the text task needs some text: paste a few paragraphs or give a text file")
+        if len(self.text) > limits.max_text_chars:
+            raise ValueError(f"the text has {len(self.text):,} characters, above the limit of "
+                             f"{limits.max_text_chars:,} (set by {env_var_for('max_text_chars')})")
+        check_text(self.text)
 
     def to_dict(self, include_text: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -384,7 +451,7 @@ class TrainConfig:
         as_int(self.epochs, "epochs", minimum=1, maximum=limits.max_epochs, limit_name="max_epochs")
         as_int(self.batch_size, "batch size", minimum=1, maximum=limits.max_batch_size,
                limit_name="max_batch_size")
-        as_int(self.seed, "seed", minimum=0)
+        as_seed(self.seed)
         lr = as_float(self.lr, "learning rate")
         if not 0 < lr <= 1:
             raise ValueError(f"learning rate must be above 0 and at most 1 (try 0.003), got {self.lr}")
@@ -423,7 +490,7 @@ class SampleConfig:
         if self.top_p is not None and not 0 < as_float(self.top_p, "top-p") <= 1:
             raise ValueError(f"top-p must be above 0 and at most 1, got {self.top_p}")
         if self.seed is not None:
-            as_int(self.seed, "seed", minimum=0)
+            as_seed(self.seed)
         return self
 
     @property

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from .config import Limits, TaskConfig
+from .config import Limits, TaskConfig, check_text
 
 IGNORE_INDEX = -100  # nn.CrossEntropyLoss's default ignore_index
 TEXT_VALIDATION_FRACTION = 0.1
@@ -136,7 +136,8 @@ class Task:
 
     `block_size` is the model's input length. For algorithmic tasks `problem` gives prompt and
     answer lengths and the right answers, and `val_prompts` are the held-out prompts scored by
-    exact match. Datasets are None for a task rebuilt from a checkpoint.
+    exact match; a text task offers `text_examples` instead (openings of held-out lines).
+    Datasets are None for a task rebuilt from a checkpoint or kept after training.
     """
 
     config: TaskConfig
@@ -146,6 +147,7 @@ class Task:
     train_dataset: Dataset | None = None
     val_dataset: Dataset | None = None
     val_prompts: list[str] | None = None
+    text_examples: list[str] | None = None
 
     @property
     def name(self) -> str:
@@ -188,14 +190,21 @@ class Task:
         if self.problem is not None:
             rng = random.Random(seed)
             return [self.problem.random_prompt(rng) for _ in range(count)]
-        text = self.config.text
-        if text:  # openings of lines in the held-out tail of the text
-            held_out = text[held_out_start(text):]
-            lines = [line.strip()[:TEXT_EXAMPLE_CHARS] for line in held_out.splitlines()[1:]]
-            openings = list(dict.fromkeys(line for line in lines if len(line) >= 3))
-            if openings:
-                return openings[:count]
+        if self.text_examples:
+            return self.text_examples[:count]
         return ["".join(self.vocab.tokens[: min(4, len(self.vocab))])]
+
+    def without_data(self) -> Task:
+        """What a visitor's session keeps after a run: vocabulary, answers, examples; no datasets
+        and no pasted text (a page's largest sort data is ~86 MB, its largest text 200,000 chars)."""
+        return replace(self, config=replace(self.config, text=None), train_dataset=None, val_dataset=None)
+
+
+def text_openings(text: str, count: int = 20) -> list[str]:
+    """Openings of lines in the held-out tail of a text: prompts the model never trained on."""
+    held_out = text[held_out_start(text):]
+    lines = [line.strip()[:TEXT_EXAMPLE_CHARS] for line in held_out.splitlines()[1:]]
+    return list(dict.fromkeys(line for line in lines if len(line) >= 3))[:count]
 
 
 def make_task(config: TaskConfig, limits: Limits | None = None) -> Task:
@@ -236,9 +245,35 @@ def task_vocab(config: TaskConfig) -> Vocab:
 
 def task_for_checkpoint(config: TaskConfig, tokens: list[str], block_size: int,
                         val_prompts: list[str] | None = None) -> Task:
-    """A data-less task (vocabulary, answers, some held-out prompts) rebuilt from a checkpoint."""
-    problem = None if config.kind == "text" else make_problem(config)
-    return Task(config, Vocab(tokens), block_size, problem, val_prompts=val_prompts or None)
+    """A data-less task (vocabulary, answers, some held-out prompts) rebuilt from a checkpoint.
+
+    `config` must be validated. Everything else a file claims is checked against what the task
+    itself implies, so a tampered file can't bring an odd vocabulary, length or prompt.
+    """
+    if config.kind == "text":
+        if not all(isinstance(t, str) and len(t) == 1 for t in tokens):
+            raise ValueError("its vocabulary must be single characters")
+        check_text("".join(tokens), "its vocabulary")
+        vocab, problem, expected_block = Vocab(tokens), None, config.seq_len
+    else:
+        vocab, problem = task_vocab(config), make_problem(config)
+        expected_block = problem.prompt_len + problem.answer_len - 1
+        if tokens != vocab.tokens:
+            raise ValueError(f"its vocabulary {_short_tokens(tokens)} is not the {config.kind} task's "
+                             f"{_short_tokens(vocab.tokens)}")
+    if block_size != expected_block:
+        raise ValueError(f"its block size {block_size} does not match its task, which needs {expected_block}")
+    task = Task(config, vocab, block_size, problem, val_prompts=list(val_prompts or []) or None)
+    for prompt in task.val_prompts or []:
+        if not isinstance(prompt, str):
+            raise ValueError(f"its held-out prompts must be text, got {type(prompt).__name__}")
+        task.check_prompt(prompt)
+    return task
+
+
+def _short_tokens(tokens: list) -> str:
+    text = repr("".join(map(str, tokens)))
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _split_prompts(problem: Problem, train_size: int, val_size: int,
@@ -290,4 +325,4 @@ def _make_text_task(config: TaskConfig) -> Task:
     last = len(text) - block - 1
     val_starts = sorted({split + (last - split) * i // max(1, n_val - 1) for i in range(n_val)})
     return Task(config, vocab, block, None, TextWindows(ids, train_starts, block),
-                TextWindows(ids, val_starts, block))
+                TextWindows(ids, val_starts, block), text_examples=text_openings(text))

@@ -349,3 +349,51 @@ def test_sample_config_greedy_flag():
     assert not SampleConfig(temperature=0.7).is_greedy
     with pytest.raises(ValueError, match="max new tokens 501 is above the limit of 500"):
         SampleConfig(max_new_tokens=501).validate(Limits.public())
+
+
+# --- values a hostile or careless caller sends ----------------------------------------------
+
+@pytest.mark.parametrize("text, words", [
+    ("abc\ud800def", "a lone surrogate U\\+D800 at character 4"),
+    ("ok\x00no", "the control character U\\+0000 '\\\\x00' at character 3"),
+    ("bell\x07", "the control character U\\+0007"),
+])
+def test_text_with_characters_that_cannot_be_sent_back_is_refused(text, words):
+    with pytest.raises(ValueError, match=f"the text contains characters that can't be shown or sent back: {words}"):
+        TaskConfig("text", seq_len=2, text=text * 20).validate()
+
+
+def test_text_may_hold_newlines_tabs_and_any_script():
+    TaskConfig("text", seq_len=2, text="line one\n\ttabbed — ünïcødé 日本語 💥\n" * 5).validate()
+
+
+@pytest.mark.parametrize("value", [2**64, 10**400, float("nan"), float("inf"), 2.5, "1e999", [1], None])
+def test_numbers_of_every_odd_kind_get_a_message(value):
+    with pytest.raises(ValueError, match="seed"):
+        TaskConfig(seed=value).validate()
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=value).validate()
+
+
+def test_seed_is_bounded_so_every_library_accepts_it():
+    with pytest.raises(ValueError, match="seed 18446744073709551616 is above the limit of 4,294,967,295"):
+        TrainConfig(seed=2**64).validate()
+    TrainConfig(seed=2**32 - 1).validate()
+
+
+@pytest.mark.parametrize("num_digits", [-3, 0, 1])
+def test_too_few_distinct_digits(num_digits):
+    with pytest.raises(ValueError, match="number of distinct digits must be at least 2"):
+        TaskConfig("sort", num_digits=num_digits).validate()
+
+
+@pytest.mark.parametrize("rows, words", [
+    ([[16, 64, 2, 9]], "layer 1: needs d_model, dim_feedforward and nhead .three values., got 4"),
+    ([[16, 64, 2], 7], "layer 2: needs d_model, dim_feedforward and nhead, got 7"),
+    ([[16, float("nan"), 2]], "layer 1: dim_feedforward must be a whole number, got nan"),
+    ([[16, 10**400, 2]], "layer 1: dim_feedforward must be a whole number|above the limit"),
+])
+def test_ragged_and_odd_layer_rows(rows, words):
+    with pytest.raises(ValueError, match=words):
+        d, f, h = parse_layer_rows(rows)
+        ModelConfig(3, d, f, h).validate()
