@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,16 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from .config import ModelConfig, TaskConfig
+from .config import Limits, ModelConfig, TaskConfig, as_float, as_int
 from .data import Task, task_for_checkpoint
 from .model import build_model
 
 FORMAT_NAME = "transformer-playground-checkpoint"
 FORMAT_VERSION = "1"
 MAX_STORED_PROMPTS = 64
+# A checkpoint of ours has a header of a few kB (64 prompts, a text vocabulary, ~300 tensor
+# entries at most); safetensors itself would parse up to 100 MB of JSON.
+MAX_HEADER_BYTES = 1 << 20
 
 
 @dataclass
@@ -40,8 +45,8 @@ def library_versions() -> dict[str, str]:
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_config: ModelConfig, task: Task,
                     summary: dict[str, Any] | None = None) -> Path:
-    """Write atomically: a temporary file beside the target, then os.replace, so a crash mid-write
-    never leaves a half-written best.safetensors behind."""
+    """Write atomically (see atomic_write): a crash mid-write never leaves a half-written
+    best.safetensors behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # safetensors metadata values must be strings: each piece is JSON text
@@ -57,53 +62,172 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_config: Mod
         "summary": json.dumps({**(summary or {}), "versions": library_versions()}),
     }
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    atomic_write(path, lambda tmp_name: safetensors.torch.save_file(tensors, tmp_name, metadata=metadata))
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
+    """`write(temporary_name)` beside `path`, then os.replace: a reader (or a kill -9 mid-write)
+    sees the old file or the new one, never half of one."""
+    path = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        safetensors.torch.save_file(tensors, tmp_name, metadata=metadata)
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
+        write(tmp_name)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; these are ordinary files
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return path
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:
-    """Rebuild model and vocabulary from the file alone; a file that isn't one of ours says so."""
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
+                    limits: Limits | None = None) -> Checkpoint:
+    """Rebuild model and vocabulary from the file alone, checking everything before building.
+
+    Only the header is read first (its size bounded): every metadata field is type-checked, the
+    claimed model, task and lengths are checked against `limits` (the page passes its own), and
+    each tensor's name, dtype and shape is compared with the model the config describes, built
+    on the meta device so a file that claims a huge model costs nothing. Then the weights are
+    read and must be finite. A file that isn't one of ours, or was tampered with, says so.
+    """
     path = Path(path)
     name = path.name
     if not path.is_file():
         raise ValueError(f"no checkpoint file at {name}")
-    try:
-        with safetensors.safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except Exception as error:  # safetensors raises its own error types for bad headers/truncation
-        raise ValueError(f"{name} is not a readable .safetensors checkpoint (is it truncated or another "
-                         f"kind of file?): {error}") from None
-    if metadata.get("format") != FORMAT_NAME:
+    entries = _read_header(path)
+    metadata = entries.pop("__metadata__", None)
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise ValueError(f"{name} is a safetensors file but not a Transformer Playground checkpoint "
                          "(its metadata has no model config)")
     try:
-        model_config = ModelConfig.from_dict(json.loads(metadata["model_config"]))
-        task_config = TaskConfig.from_dict(json.loads(metadata["task_config"]))
-        tokens = json.loads(metadata["vocab"])
-        block_size = int(metadata["block_size"])
-        val_prompts = json.loads(metadata.get("val_prompts", "[]"))
-        summary = json.loads(metadata.get("summary", "{}"))
-        model_config.validate()
-        if len(tokens) != model_config.vocab_size:
-            raise ValueError(f"its vocabulary has {len(tokens)} tokens but the model has "
-                             f"{model_config.vocab_size}")
+        model_config, task, summary = _parse_metadata(metadata)
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{name} has damaged metadata: {error}") from None
-    model = build_model(model_config, device)
     try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as error:
-        first_line = str(error).strip().splitlines()
-        detail = " ".join(line.strip() for line in first_line[:3])
-        raise ValueError(f"{name}: its tensors don't fit its model config ({detail})") from None
-    return Checkpoint(model.eval(), model_config, task_for_checkpoint(task_config, tokens, block_size, val_prompts),
-                      summary)
+        model_config.validate(limits or Limits())
+        task.config.validate(limits or Limits(), need_text=False)
+    except ValueError as error:
+        raise ValueError(f"{name} holds a model or task larger than this place allows: {error}") from None
+    expected = _expected_tensors(model_config)
+    problem = _tensor_mismatch(entries, expected)
+    if problem:
+        raise ValueError(f"{name}: its tensors don't fit its model config ({problem})")
+    tensors = _read_tensors(path)
+    not_finite = [key for key, t in tensors.items() if not torch.isfinite(t).all()]
+    if not_finite:
+        raise ValueError(f"{name} has weights that are NaN or infinite (in {', '.join(not_finite[:3])}): "
+                         "it came from a run that diverged; save the best model of a run that didn't")
+    model = build_model(model_config, device)
+    model.load_state_dict(tensors, strict=True)
+    return Checkpoint(model.eval(), model_config, task, summary)
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """The safetensors header (8-byte length, then JSON), read without reading any weight."""
+    unreadable = (f"{path.name} is not a readable .safetensors checkpoint (is it truncated or another "
+                  "kind of file?)")
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        prefix = file.read(8)
+        if len(prefix) < 8:
+            raise ValueError(unreadable)
+        (length,) = struct.unpack("<Q", prefix)
+        if length > MAX_HEADER_BYTES and length <= size - 8:
+            raise ValueError(f"{path.name} has a header of {length:,} bytes, far above the "
+                             f"{MAX_HEADER_BYTES:,} a checkpoint of ours needs: it was made by something else "
+                             "or tampered with")
+        if length > size - 8:
+            raise ValueError(unreadable)
+        raw = file.read(length)
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        raise ValueError(unreadable) from None
+    if not isinstance(header, dict):
+        raise ValueError(unreadable)
+    return header
+
+
+def _parse_metadata(metadata: dict[str, Any]) -> tuple[ModelConfig, Task, dict[str, Any]]:
+    """Each metadata entry as the type it must have; KeyError, TypeError or ValueError if not."""
+    model_config = ModelConfig.from_dict(_json_field(metadata, "model_config", dict))
+    task_config = TaskConfig.from_dict(_json_field(metadata, "task_config", dict))
+    tokens = _json_field(metadata, "vocab", list)
+    block_size = as_int(_json_field(metadata, "block_size", int), "its block size", minimum=1)
+    val_prompts = _json_field(metadata, "val_prompts", list, default="[]")
+    summary = _clean_summary(_json_field(metadata, "summary", dict, default="{}"))
+    if len(val_prompts) > MAX_STORED_PROMPTS:
+        raise ValueError(f"it lists {len(val_prompts)} held-out prompts; a checkpoint keeps at most "
+                         f"{MAX_STORED_PROMPTS}")
+    model_config.validate()  # its shape makes sense at all (the caller's limits come next)
+    task_config.validate(need_text=False)
+    if len(tokens) != model_config.vocab_size:
+        raise ValueError(f"its vocabulary has {len(tokens)} tokens but the model has {model_config.vocab_size}")
+    task = task_for_checkpoint(task_config, tokens, block_size, val_prompts)
+    return model_config, task, summary
+
+
+def _json_field(metadata: dict[str, Any], key: str, kind: type, default: str | None = None) -> Any:
+    raw = metadata.get(key, default)
+    if raw is None:
+        raise KeyError(f"it has no {key}")
+    if not isinstance(raw, str):
+        raise TypeError(f"its {key} is not text")
+    value = json.loads(raw)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"its {key} should be a JSON {_JSON_NAMES[kind]}, got {type(value).__name__}")
+    return value
+
+
+_JSON_NAMES = {dict: "object", list: "list", int: "whole number"}
+
+
+def _clean_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The training summary with the three numbers the page shows checked (None where absent)."""
+    epoch, loss, accuracy = (summary.get(k) for k in ("best_epoch", "best_val_loss", "val_accuracy"))
+    clean = {
+        "best_epoch": None if epoch is None else as_int(epoch, "its best epoch", minimum=1),
+        "best_val_loss": None if loss is None else as_float(loss, "its best validation loss"),
+        "val_accuracy": None if accuracy is None else as_float(accuracy, "its accuracy"),
+    }
+    if clean["best_val_loss"] is not None and clean["best_val_loss"] < 0:
+        raise ValueError(f"its best validation loss must not be negative, got {loss}")
+    if clean["val_accuracy"] is not None and not 0 <= clean["val_accuracy"] <= 1:
+        raise ValueError(f"its accuracy must be between 0 and 1, got {accuracy}")
+    versions = summary.get("versions")
+    if isinstance(versions, dict):
+        clean["versions"] = {str(k): str(v)[:40] for k, v in list(versions.items())[:8]}
+    return clean
+
+
+def _expected_tensors(config: ModelConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (safetensors dtype, shape) of the model `config` describes; allocates nothing."""
+    with torch.device("meta"):
+        model = build_model(config)
+    return {key: ("F32", tuple(t.shape)) for key, t in model.state_dict().items()}
+
+
+def _tensor_mismatch(entries: dict[str, Any], expected: dict[str, tuple[str, tuple[int, ...]]]) -> str:
+    """What differs between the header's tensors and the expected ones ('' when nothing does)."""
+    missing = sorted(expected.keys() - entries.keys())
+    unexpected = sorted(entries.keys() - expected.keys())
+    if missing or unexpected:
+        parts = [f"missing: {', '.join(missing[:5])}" if missing else "",
+                 f"unexpected: {', '.join(map(str, unexpected[:5]))}" if unexpected else ""]
+        return "; ".join(p for p in parts if p)
+    for key, (dtype, shape) in expected.items():
+        entry = entries[key]
+        got = (entry.get("dtype"), tuple(entry.get("shape") or ())) if isinstance(entry, dict) else None
+        if got != (dtype, shape):
+            return f"{key} is {got}, the config needs {(dtype, shape)}"
+    return ""
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:
+            return {key: file.get_tensor(key) for key in file.keys()}
+    except Exception as error:  # safetensors raises its own error types for bad offsets/truncation
+        raise ValueError(f"{path.name} is not a readable .safetensors checkpoint (is it truncated or another "
+                         f"kind of file?): {error}") from None

@@ -10,7 +10,7 @@ import safetensors.torch
 import torch
 
 from core.checkpoint import FORMAT_NAME, load_checkpoint, save_checkpoint
-from core.config import ModelConfig, TaskConfig
+from core.config import Limits, ModelConfig, TaskConfig
 from core.data import make_task
 from core.model import build_model
 from helpers import model_config_for, one_torch_thread, same_weights, snapshot, tiny_task  # noqa: F401
@@ -235,4 +235,94 @@ def test_missing_metadata_entry(tmp_path):
     bad = tmp_path / "novocab.safetensors"
     safetensors.torch.save_file(state, str(bad), metadata=meta)
     with pytest.raises(ValueError, match="novocab.safetensors has damaged metadata"):
+        load_checkpoint(bad)
+
+
+# --- checkpoints from strangers (issue: hostile uploads) ---------------------------------------
+
+def claiming(tmp_path, name, **metadata):
+    """A tiny real checkpoint whose metadata then claims something else."""
+    path, *_ = saved(tmp_path)
+    return rewrite(path, tmp_path / name, metadata={k: json.dumps(v) if not isinstance(v, str) else v
+                                                    for k, v in metadata.items()})
+
+
+def test_a_small_file_claiming_a_huge_model_builds_nothing(tmp_path, monkeypatch):
+    """11 kB that claim 151 M parameters: refused from the header, citing the page's limit."""
+    import core.checkpoint as checkpoint_module
+
+    built = []
+    real_build = checkpoint_module.build_model
+    monkeypatch.setattr(checkpoint_module, "build_model",
+                        lambda config, device=None: built.append(torch.get_default_device())
+                        or real_build(config, device))
+    huge = {"vocab_size": 3, "d_model_configs": [2048] * 3, "dim_feedforward_configs": [8192] * 3, "nhead": 4}
+    path = claiming(tmp_path, "huge.safetensors", model_config=huge)
+    assert path.stat().st_size < 50_000
+    with pytest.raises(ValueError, match=r"huge.safetensors .*larger than this place allows.*above the limit of "
+                                         r"256 \(set by PLAYGROUND_MAX_D_MODEL\)"):
+        load_checkpoint(path, limits=Limits.public())
+    assert all(device.type == "meta" for device in built), "only ever built on the meta device"
+
+
+@pytest.mark.parametrize("metadata, words", [
+    (dict(task_config={"kind": "sort", "seq_len": 10**6, "num_digits": 3}), "makes model inputs of"),
+    (dict(model_config={"vocab_size": 3, "d_model_configs": [512], "dim_feedforward_configs": [64], "nhead": 2}),
+     "d_model 512 is above the limit of 256"),
+])
+def test_uploads_are_held_to_the_limits_of_the_place_that_loads_them(tmp_path, metadata, words):
+    path = claiming(tmp_path, "big.safetensors", **metadata)
+    with pytest.raises(ValueError, match=words):
+        load_checkpoint(path, limits=Limits.public())
+
+
+def test_a_block_size_that_does_not_match_the_task_is_refused(tmp_path):
+    text = "the quick brown fox jumps over the lazy dog. " * 8
+    task = make_task(TaskConfig("text", seq_len=8, train_size=8, val_size=4, text=text))
+    path, *_ = saved(tmp_path, task=task, d_models=(8,))
+    bad = rewrite(path, tmp_path / "long.safetensors", metadata={"block_size": "100000"})
+    with pytest.raises(ValueError, match="long.safetensors has damaged metadata: its block size 100000 does "
+                                         "not match its task, which needs 8"):
+        load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("metadata, words", [
+    ({"val_prompts": '"2101"'}, "its val_prompts should be a JSON list"),
+    ({"val_prompts": '["99x9"]'}, "not in the vocabulary"),
+    ({"summary": "[1, 2]"}, "its summary should be a JSON object"),
+    ({"summary": '{"val_accuracy": "high"}'}, "its accuracy must be a number"),
+    ({"summary": '{"best_epoch": 2.5}'}, "its best epoch must be a whole number"),
+    ({"summary": '{"best_val_loss": NaN}'}, "its best validation loss must be a finite number"),
+    ({"task_config": '{"kind": "sort", "num_digits": 0}'}, "number of distinct digits must be at least 2"),
+    ({"vocab": '["0", "1", "\\u0000"]'}, "vocabulary"),
+])
+def test_every_metadata_field_is_type_checked(tmp_path, metadata, words):
+    bad = rewrite(saved(tmp_path)[0], tmp_path / "odd.safetensors", metadata=metadata)
+    with pytest.raises(ValueError, match=f"odd.safetensors has damaged metadata: .*{words}"):
+        load_checkpoint(bad)
+
+
+def test_a_huge_header_is_refused_before_it_is_parsed(tmp_path):
+    path = tmp_path / "padded.safetensors"
+    header = json.dumps({"__metadata__": {"format": FORMAT_NAME, "junk": "x" * 12_000_000}}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(ValueError, match=r"padded.safetensors has a header of 12,000,\d+ bytes, far above"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, bad_value):
+    def poison(state):
+        state["head.bias"][0] = bad_value
+        return state
+
+    bad = rewrite(saved(tmp_path)[0], tmp_path / "diverged.safetensors", tensors=poison)
+    with pytest.raises(ValueError, match="diverged.safetensors has weights that are NaN or infinite .in head.bias"):
+        load_checkpoint(bad)
+
+
+def test_wrong_dtype_is_refused(tmp_path):
+    bad = rewrite(saved(tmp_path)[0], tmp_path / "half.safetensors",
+                  tensors=lambda state: {k: v.half() for k, v in state.items()})
+    with pytest.raises(ValueError, match="half.safetensors: its tensors don't fit its model config"):
         load_checkpoint(bad)
