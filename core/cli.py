@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .config import ModelConfig, SampleConfig, TaskConfig, TrainConfig, parse_int_list
 from .data import make_task
 from .sampling import sample_text
@@ -106,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
     train_config.validate()
     resolve_device(args.device)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out(out)
     checkpoint_path, history_path = out / "best.safetensors", out / "history.json"
     if not args.quiet:
         print(f"{task.name}: {len(task.train_dataset)} training / {len(task.val_dataset)} validation examples, "
@@ -118,7 +119,8 @@ def _train(args: argparse.Namespace) -> int:
                            "val_accuracy": event.record.val_accuracy, "seed": args.seed,
                            "train_config": vars(train_config)}
                 save_checkpoint(checkpoint_path, event.best_model, model_config, task, summary)
-            history_path.write_text(json.dumps(event.history.to_json_rows(), indent=1))
+            rows = json.dumps(event.history.to_json_rows(), indent=1)
+            atomic_write(history_path, lambda tmp_name: Path(tmp_name).write_text(rows))
             if not args.quiet:
                 print(format_epoch(event), flush=True)
         elif isinstance(event, FitResult):
@@ -130,6 +132,17 @@ def _train(args: argparse.Namespace) -> int:
                 print(f"best checkpoint: {checkpoint_path}")
             return 1 if event.stop_reason == "diverged" else 0
     return 0
+
+
+def _prepare_out(out: Path) -> None:
+    """Create --out and prove it writable before training, so no run ends in a traceback."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write to --out {out}: {error.strerror or error}; "
+                         "give a folder you can write to") from None
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -160,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_benchmarks(quick=args.quick, json_path=args.json)
     except ValueError as error:
         print(f"python -m core {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a disk that fills up or a folder removed mid-run
+        print(f"python -m core {args.command}: error: {error.strerror or error}: {error.filename or ''}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
