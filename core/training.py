@@ -25,6 +25,7 @@ from .model import build_model
 from .sampling import greedy_answers
 
 STOP_REASONS = ("completed", "early_stopping", "stopped", "time_limit", "diverged")
+MAX_STEP_POINTS = 10_000  # per-step points a history keeps; longer runs are thinned (pairs averaged)
 
 
 @dataclass
@@ -52,8 +53,27 @@ class TrainingHistory:
     best_epoch: int | None = None
     best_val_loss: float = math.inf
 
+    def add_step(self, position: float, loss: float) -> None:
+        """Record one step; past MAX_STEP_POINTS, neighbouring points are averaged in pairs.
+
+        A visitor's session holds its curves, and a 300 s run of a tiny model can take hundreds
+        of thousands of steps: thinning keeps a history under ~1 MB while the page, which draws
+        at most a few hundred points, shows the same curve.
+        """
+        self.step_positions.append(position)
+        self.step_losses.append(loss)
+        if len(self.step_losses) > MAX_STEP_POINTS:
+            self.step_positions[:] = _pair_means(self.step_positions)
+            self.step_losses[:] = _pair_means(self.step_losses)
+
     def to_json_rows(self) -> list[dict]:
         return [asdict(r) for r in self.epochs]
+
+
+def _pair_means(values: list[float]) -> list[float]:
+    """[a, b, c, d, e] -> [(a+b)/2, (c+d)/2, e]"""
+    pairs = [(values[i] + values[i + 1]) / 2 for i in range(0, len(values) - 1, 2)]
+    return pairs + values[len(values) - len(values) % 2:] if len(values) % 2 else pairs
 
 
 @dataclass
@@ -220,8 +240,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
             epoch_loss += loss_value
             epoch_batches += 1
             epoch_tokens += x.numel()
-            history.step_positions.append(epoch - 1 + (batch_index + 1) / steps_per_epoch)
-            history.step_losses.append(loss_value)
+            history.add_step(epoch - 1 + (batch_index + 1) / steps_per_epoch, loss_value)
             yield StepEvent(epoch, step, total_steps, loss_value, optimizer.param_groups[0]["lr"],
                             time.perf_counter() - start, history)
 

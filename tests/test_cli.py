@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,40 @@ def test_python_dash_m_core_end_to_end(tmp_path):
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert_one_line_error(bad.returncode, bad.stderr, "d_model 48 is not divisible by nhead 5")
+
+
+# --- file-system problems and hard kills ---------------------------------------------------------
+
+@pytest.mark.parametrize("where, message", [
+    ("a file", "cannot write to --out .*: File exists; give a folder you can write to"),
+    ("under a file", "cannot write to --out .*: Not a directory"),
+    ("/proc", "cannot write to --out /proc: "),  # a folder not even root can write
+])
+def test_out_that_cannot_be_written_is_one_line_and_exit_2(where, message, tmp_path, capsys):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("not a folder")
+    out = {"a file": blocker, "under a file": blocker / "run", "/proc": Path("/proc")}[where]
+    code, _, err = run_main(["train", *TINY, "--epochs", "1", "--out", out], capsys)
+    assert_one_line_error(code, err, message)
+
+
+def test_kill_9_during_training_never_leaves_a_damaged_checkpoint_or_history(tmp_path):
+    """A real process killed at several moments; what it leaves always loads."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "core", "train", *TINY, "--train-size", "256", "--epochs", "500",
+            "--quiet", "--out", str(tmp_path)]
+    for delay in (0.05, 0.4, 0.9):
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while not (tmp_path / "history.json").exists() and time.monotonic() < deadline:
+                assert process.poll() is None, process.stderr.read()
+                time.sleep(0.01)
+            time.sleep(delay)  # somewhere in an epoch, or in a write
+        finally:
+            process.kill()
+            process.wait(timeout=30)
+        history = json.loads((tmp_path / "history.json").read_text())
+        assert history and history[0]["epoch"] == 1
+        checkpoint = load_checkpoint(tmp_path / "best.safetensors")
+        assert checkpoint.summary["best_epoch"] >= 1

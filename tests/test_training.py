@@ -522,3 +522,18 @@ def test_configure_threads_leaves_a_core_for_the_server(monkeypatch):
             training.configure_threads(1, environ={"PLAYGROUND_TORCH_THREADS": "lots"})
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_long_history_is_thinned_not_dropped():
+    from core.training import MAX_STEP_POINTS, TrainingHistory
+
+    history = TrainingHistory()
+    steps = 3 * MAX_STEP_POINTS + 1
+    for i in range(steps):
+        history.add_step(i / 100, 1.0)
+    assert len(history.step_losses) <= MAX_STEP_POINTS
+    assert len(history.step_positions) == len(history.step_losses)
+    span = steps / 100
+    assert history.step_positions[0] < 0.01 * span and history.step_positions[-1] > 0.99 * span
+    assert history.step_positions == sorted(history.step_positions)
+    assert set(history.step_losses) == {1.0}
