@@ -9,13 +9,15 @@ one `Session` inside `gr.State`, so two browsers never see each other's models.
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import json
+import logging
 import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import gradio as gr  # noqa: E402
 
 from core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from core.config import (Limits, ModelConfig, SampleConfig, TaskConfig, TrainConfig,  # noqa: E402
-                         as_float, as_int, parse_layer_rows)
+                         as_float, as_int, as_seed, as_text, parse_layer_rows)
 from core.data import Task, make_task, task_vocab  # noqa: E402
 from core.figures import (STREAM_UPDATES_PER_SECOND, architecture_figure,  # noqa: E402
                           attention_figure_for, empty_figure, loss_figure, mask_figure)
@@ -47,40 +49,102 @@ TASK_HELP = {
 }
 
 
+@dataclass(frozen=True)
+class BestModel:
+    """The model a visitor samples from, with everything that must change together with it.
+
+    Replaced whole, never edited field by field: Save always writes the weights with the config
+    and task they were trained under, and a failed upload can't leave a half-switched model.
+    """
+
+    model: Any
+    config: ModelConfig
+    task: Task  # data-less (Task.without_data): a session never keeps datasets
+    epoch: int | None
+    val_loss: float | None
+    val_accuracy: float | None
+    source: str
+
+    def summary(self) -> str:
+        """'epoch 12, validation loss 0.0123', saying 'unknown' for what an uploaded file left out."""
+        loss = self.val_loss
+        loss_text = f"{loss:.4f}" if isinstance(loss, (int, float)) and math.isfinite(loss) else "unknown"
+        return f"epoch {self.epoch if self.epoch is not None else 'unknown'}, validation loss {loss_text}"
+
+
 @dataclass
 class Session:
-    """One visitor's models and curves. Mutated in place; gr.State keeps it per browser session."""
+    """One visitor's models and curves. Mutated in place; gr.State keeps it per browser session.
+
+    Runs are counted when queued (`runs_queued`, by the Train event's validator, which Gradio
+    calls as the request joins the queue) and when they start (`runs_started`); Stop stops every
+    run queued so far, so a run still waiting in the queue when Stop is pressed never trains.
+    """
 
     table_config: ModelConfig | None = None  # the layer table's last valid shape, shown on Build
-    # The best model, its config and its task change together, never by editing the table, so
-    # Save always writes the weights with the config they were trained under.
-    best_model: Any = None
-    best_config: ModelConfig | None = None
-    task: Task | None = None
-    best: dict[str, Any] = field(default_factory=dict)  # epoch, val_loss, val_accuracy, source
+    best: BestModel | None = None
     history: TrainingHistory | None = None
     previous_history: TrainingHistory | None = None
-    stop_requested: bool = False
-    run_id: int = 0  # a new Train supersedes a run still going in this session
+    runs_queued: int = 0
+    runs_started: int = 0
+    stopped_through: int = 0  # runs numbered up to this one are to stop (or never start)
+
+    def start_run(self) -> int:
+        """Number a run as it starts; an older run still going in this session is superseded."""
+        self.runs_started += 1
+        self.runs_queued = max(self.runs_queued, self.runs_started)  # a run that bypassed the queue
+        if self.history is not None and self.history.step_losses:
+            self.previous_history = self.history
+        self.history = TrainingHistory()
+        return self.runs_started
+
+    def should_stop(self, run: int) -> bool:
+        return run <= self.stopped_through or run != self.runs_started
+
+    def stop(self) -> None:
+        self.stopped_through = self.runs_queued
+
+    def adopt(self, best: BestModel) -> None:
+        self.best = best
+
+
+log = logging.getLogger("transformer_playground")
+
+
+def _as_gradio_error(error: Exception) -> gr.Error:
+    """A user's mistake (ValueError) as its own message; anything else as a message that names it.
+
+    The page never shows Gradio's generic "upstream app has raised an exception": a bug still
+    reaches the visitor as what it is, and its traceback goes to the server log.
+    """
+    if isinstance(error, ValueError):
+        return gr.Error(str(error), print_exception=False)
+    log.exception("unexpected error in a page handler")
+    return gr.Error(f"Something went wrong on the server ({type(error).__name__}: {error}). Your model and "
+                    "curves are kept; please report this.", print_exception=False)
 
 
 def user_errors(handler):
-    """Show a core ValueError as a readable message on the page instead of a server error."""
+    """Turn every exception a handler raises into a message on the page (see _as_gradio_error)."""
     if inspect.isgeneratorfunction(handler):
         @functools.wraps(handler)
         def wrapped_gen(*args, **kwargs):
             try:
                 yield from handler(*args, **kwargs)
-            except ValueError as error:
-                raise gr.Error(str(error), print_exception=False) from None
+            except gr.Error:
+                raise
+            except Exception as error:
+                raise _as_gradio_error(error) from None
         return wrapped_gen
 
     @functools.wraps(handler)
     def wrapped(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
-        except ValueError as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as error:
+            raise _as_gradio_error(error) from None
     return wrapped
 
 
@@ -88,21 +152,21 @@ def user_errors(handler):
 # Widget values -> core configs
 # ---------------------------------------------------------------------------------------------
 
-def table_rows(table: Any) -> list[list[Any]]:
-    """A Dataframe value (pandas from the page, dict or lists from the API) as plain rows."""
+def table_rows(table: Any) -> list[Any]:
+    """A Dataframe value (rows from the page, a dict or rows from the API) as a list of rows."""
     if table is None:
         return []
     if isinstance(table, dict):
-        return [list(r) for r in table.get("data", [])]
-    if hasattr(table, "values") and hasattr(table, "columns"):
-        return table.values.tolist()
-    return [list(r) for r in table]
+        table = table.get("data", [])
+    if not isinstance(table, list):
+        raise ValueError("the layer table must be rows of d_model, dim_feedforward and nhead")
+    return [list(r) if isinstance(r, tuple) else r for r in table]
 
 
 def task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed) -> TaskConfig:
     return TaskConfig(kind, as_int(seq_len, "sequence length"), as_int(num_digits, "digits"),
                       as_int(train_size, "train size"), as_int(val_size, "validation size"),
-                      as_int(seed, "seed", minimum=0), text if kind == "text" else None)
+                      as_seed(seed), as_text(text, "the text") if kind == "text" else None)
 
 
 def model_config_from(table, model_type, dropout, vocab_size: int, limits: Limits) -> ModelConfig:
@@ -117,18 +181,20 @@ def model_config_from(table, model_type, dropout, vocab_size: int, limits: Limit
 def make_handlers(limits: Limits) -> dict[str, Any]:
     """The page's event handlers, closed over the hosting limits."""
 
+    @user_errors
     def describe_model(table, model_type, dropout, kind, seq_len, num_digits, text, session: Session):
         """Parameter table, total and width figure for the layer table; the last valid model stays."""
         try:
-            vocab = task_vocab(TaskConfig(kind, as_int(seq_len, "sequence length"),
-                                          as_int(num_digits, "digits"), text=text if kind == "text" else None))
+            task_config = TaskConfig(kind, seq_len, num_digits,
+                                     text=as_text(text, "the text") if kind == "text" else None)
+            vocab = task_vocab(task_config.validate(limits))
             config = model_config_from(table, model_type, dropout, len(vocab), limits)
         except ValueError as error:
             kept = ""
             if session.table_config is not None:
                 kept = (f" The last valid model ({session.table_config.num_layers} layers, "
                         f"{session.table_config.num_parameters():,} parameters) is still shown.")
-            message = f"<span class='tp-error'>⚠ {error}</span>{kept}"
+            message = f"<span class='tp-error'>⚠ {html.escape(str(error))}</span>{kept}"
             return gr.skip(), gr.skip(), gr.skip(), message, session
         session.table_config = config
         rows = [[part, count] for part, count in config.parameter_breakdown()]
@@ -138,21 +204,30 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                  f"(vocabulary of {config.vocab_size} for the {kind} task). Projections: {where}.")
         return rows, total, architecture_figure(config), "<span class='tp-ok'>✓ valid model</span>", session
 
+    @user_errors
     def add_layer(table):
         rows = table_rows(table)
-        return rows + [list(rows[-1]) if rows else [48, 192, 3]]
+        if len(rows) >= limits.max_layers:
+            raise ValueError(f"the model already has {len(rows)} layers, the most this page allows")
+        return rows + [list(rows[-1]) if rows and isinstance(rows[-1], list) else [48, 192, 3]]
 
+    @user_errors
     def remove_layer(table):
         rows = table_rows(table)
         return rows[:-1] if len(rows) > 1 else rows
 
+    @user_errors
     def apply_preset(name):
+        if name not in PRESETS:
+            raise ValueError(f"there is no preset called {name!r}; choose one of: {', '.join(PRESETS)}")
         preset = PRESETS[name]
         return [list(r) for r in preset["layers"]], preset["model_type"]
 
+    @user_errors
     def show_mask(length):
         return mask_figure(as_int(length, "mask length", minimum=1, maximum=64))
 
+    @user_errors
     def task_changed(kind):
         """Labels and visibility that follow the task; defaults that fit it."""
         is_text = kind == "text"
@@ -161,30 +236,36 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                           value=seq_default, visible=kind != "addition"),
                 gr.update(label="digits per number" if kind == "addition" else "distinct digits",
                           value=2 if kind == "addition" else 3, visible=not is_text),
-                gr.update(visible=is_text), TASK_HELP[kind])
+                gr.update(visible=is_text), TASK_HELP.get(kind, ""))
+
+    def note_queued_run(*inputs):
+        """The Train event's validator: Gradio calls it as a run joins the queue (see Session)."""
+        session = inputs[-1]
+        if isinstance(session, Session):
+            session.runs_queued += 1
+        return inputs
 
     @user_errors
     def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
               epochs, batch_size, lr, seed, patience, session: Session, progress=gr.Progress()):
         """Stream the loss curve and a status line while core's loop trains."""
-        # Everything that can be wrong is checked before the session is touched.
+        this_run = session.start_run()
+        if session.should_stop(this_run):
+            yield loss_figure(session.history, session.previous_history), \
+                "**■ Stopped** before it started: Stop was pressed while this run waited in the queue."
+            return
+        # Everything that can be wrong is checked before the session's model is touched.
         task = make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed), limits)
         model_config = model_config_from(table, model_type, dropout, len(task.vocab), limits)
         patience_value = as_int(patience, "patience", minimum=0)
         train_config = TrainConfig(epochs=as_int(epochs, "epochs"), batch_size=as_int(batch_size, "batch size"),
-                                   lr=as_float(lr, "learning rate"), seed=as_int(seed, "seed", minimum=0),
+                                   lr=as_float(lr, "learning rate"), seed=as_seed(seed),
                                    patience=patience_value or None).validate(limits)
         session.table_config = model_config
-        if session.history is not None and session.history.step_losses:
-            session.previous_history = session.history
-        session.history = TrainingHistory()
-        session.stop_requested = False
-        session.run_id += 1
-        this_run = session.run_id
+        kept_task = task.without_data()  # what the session keeps once the run ends
         last_yield = 0.0
         status = "Starting…"
-        should_stop = lambda: session.stop_requested or session.run_id != this_run  # noqa: E731
-        for event in train_task(task, model_config, train_config, should_stop, limits):
+        for event in train_task(task, model_config, train_config, lambda: session.should_stop(this_run), limits):
             if isinstance(event, StepEvent):
                 session.history = event.history
                 if time.monotonic() - last_yield < 1 / STREAM_UPDATES_PER_SECOND:
@@ -192,27 +273,30 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                 progress((event.step, event.total_steps), desc="training", unit="steps")
                 status = _status_line(event, session)
             elif isinstance(event, EpochEvent):
-                if event.record.improved:
-                    session.best_model, session.task, session.best_config = event.best_model, task, model_config
-                    session.best = {"epoch": event.record.epoch, "val_loss": event.record.val_loss,
-                                    "val_accuracy": event.record.val_accuracy, "source": "this session's training"}
+                record = event.record
+                if record.improved:
+                    session.adopt(BestModel(event.best_model, model_config, kept_task, record.epoch,
+                                            record.val_loss, record.val_accuracy, "this session's training"))
                 status = format_epoch(event)
             elif isinstance(event, FitResult):
                 status = _final_status(event, session)
             last_yield = time.monotonic()
             yield loss_figure(session.history, session.previous_history), status
 
+    @user_errors
     def stop(session: Session):
-        session.stop_requested = True
+        session.stop()
 
+    @user_errors
     def sample_tab(session: Session):
         """What the Sample and Look-inside tabs show for the session's best model."""
-        if session.best_model is None:
+        best = session.best
+        if best is None:
             return ("No model yet: train one (tab 3) or upload a checkpoint below.", gr.update(choices=[]),
                     gr.skip(), gr.skip())
-        task, best = session.task, session.best
-        accuracy = "" if best.get("val_accuracy") is None else f", held-out exact match {best['val_accuracy']:.1%}"
-        info = (f"Best model: **{_best_summary(best)}**{accuracy} — from {best.get('source')}. "
+        task = best.task
+        accuracy = "" if best.val_accuracy is None else f", held-out exact match {best.val_accuracy:.1%}"
+        info = (f"Best model: **{best.summary()}**{accuracy} — from {html.escape(best.source)}. "
                 f"Task: **{task.name}**, vocabulary `{task.vocab.describe()}`.")
         examples = task.examples(8)
         max_new = task.problem.answer_len if task.problem is not None else 120
@@ -220,35 +304,38 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
 
     @user_errors
     def sample(prompt, greedy, temperature, top_k, top_p, max_new_tokens, seed, session: Session):
-        if session.best_model is None:
+        best = session.best
+        if best is None:
             raise ValueError("there is no model to sample from yet: train one (tab 3) or upload a checkpoint")
-        task = session.task
+        prompt = as_text(prompt, "the prompt")
         top_k_value = as_int(top_k, "top-k", minimum=0)
         top_p_value = as_float(top_p, "top-p")
-        seed_text = str(seed).strip() if seed is not None else ""
+        seed_text = (str(seed) if isinstance(seed, (int, float)) else as_text(seed, "the seed")).strip()
         config = SampleConfig(max_new_tokens=as_int(max_new_tokens, "max new tokens"),
                               temperature=as_float(temperature, "temperature"),
                               top_k=top_k_value or None, top_p=None if top_p_value >= 1 else top_p_value,
-                              greedy=bool(greedy), seed=as_int(seed_text, "seed", minimum=0) if seed_text else None)
-        answer = sample_text(session.best_model, task, prompt, config.validate(limits), limits)
-        origin = f"from the best model ({_best_summary(session.best)})"
-        expected = task.expected_answer(prompt)
+                              greedy=bool(greedy), seed=as_seed(seed_text) if seed_text else None)
+        answer = sample_text(best.model, best.task, prompt, config.validate(limits), limits)
+        origin = f"from the best model ({best.summary()})"
+        expected = best.task.expected_answer(prompt)
         if expected is None:
-            return f"**{_escape(prompt)}**{_escape(answer)}\n\n<span class='tp-step-hint'>{origin}</span>"
+            shown = [html.escape(t).replace("\n", "<br>") for t in (prompt, answer)]
+            return f"**{shown[0]}**{shown[1]}\n\n<span class='tp-step-hint'>{origin}</span>"
         verdict = "✓ correct" if answer[: len(expected)] == expected else f"✗ expected `{expected}`"
         return (f"`{prompt}` → **`{answer}`** &nbsp; {verdict}\n\n"
                 f"<span class='tp-step-hint'>{origin}</span>")
 
     @user_errors
     def save(session: Session):
-        if session.best_model is None:
+        best = session.best
+        if best is None:
             raise ValueError("there is no best model to save yet: train one first")
         folder = Path(tempfile.mkdtemp(prefix="tp-checkpoint-"))
-        path = folder / f"{session.task.name}-best-epoch{session.best.get('epoch')}.safetensors"
-        best = session.best  # the summary keys the CLI writes and `upload` reads back
-        save_checkpoint(path, session.best_model, session.best_config, session.task,
-                        {"best_epoch": best.get("epoch"), "best_val_loss": best.get("val_loss"),
-                         "val_accuracy": best.get("val_accuracy")})
+        path = folder / f"{best.task.name}-best-epoch{best.epoch}.safetensors"
+        # the summary keys the CLI writes and `load_checkpoint` reads back
+        save_checkpoint(path, best.model, best.config, best.task,
+                        {"best_epoch": best.epoch, "best_val_loss": best.val_loss,
+                         "val_accuracy": best.val_accuracy})
         return str(path)
 
     @user_errors
@@ -256,38 +343,31 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         if file is None:
             return (gr.skip(),) * 4 + (session,)
         name = Path(str(file)).name
-        checkpoint = load_checkpoint(str(file))
-        session.best_model, session.task, session.best_config = checkpoint.model, checkpoint.task, checkpoint.model_config
+        checkpoint = load_checkpoint(str(file), limits=limits)  # checks everything before building
         summary = checkpoint.summary
-        session.best = {"epoch": summary.get("best_epoch"), "val_loss": summary.get("best_val_loss"),
-                        "val_accuracy": summary.get("val_accuracy"), "source": f"the uploaded file {name}"}
+        session.adopt(BestModel(checkpoint.model, checkpoint.model_config, checkpoint.task,
+                                summary["best_epoch"], summary["best_val_loss"], summary["val_accuracy"],
+                                f"the uploaded file {name}"))
         return (*sample_tab(session), session)
 
     @user_errors
     def look_inside(text, session: Session):
-        if session.best_model is None:
+        best = session.best
+        if best is None:
             raise ValueError("there is no model to look inside yet: train one first")
-        figure, length = attention_figure_for(session.best_model, session.task, text)
+        figure, length = attention_figure_for(best.model, best.task, as_text(text, "the example"))
         return figure, mask_figure(length)
 
     return dict(describe_model=describe_model, add_layer=add_layer, remove_layer=remove_layer,
                 apply_preset=apply_preset, show_mask=show_mask, task_changed=task_changed, train=train,
-                stop=stop, sample_tab=sample_tab, sample=sample, save=save, upload=upload, look_inside=look_inside)
-
-
-def _best_summary(best: dict[str, Any]) -> str:
-    """'epoch 12, validation loss 0.0123', saying 'unknown' for what an uploaded file left out."""
-    epoch = best.get("epoch")
-    loss = best.get("val_loss")
-    loss_text = f"{loss:.4f}" if isinstance(loss, (int, float)) and math.isfinite(loss) else "unknown"
-    return f"epoch {epoch if epoch is not None else 'unknown'}, validation loss {loss_text}"
+                note_queued_run=note_queued_run, stop=stop, sample_tab=sample_tab, sample=sample, save=save,
+                upload=upload, look_inside=look_inside)
 
 
 def _status_line(event: StepEvent, session: Session) -> str:
-    best = session.best
-    best_text = "" if session.best_model is None or "epoch" not in best else \
-        f" · best val loss {best['val_loss']:.4f} (epoch {best['epoch']})"
-    accuracy = "" if best.get("val_accuracy") is None else f" · val accuracy {best['val_accuracy']:.1%}"
+    best = session.best if event.history.best_epoch is not None else None  # this run's best only
+    best_text = "" if best is None else f" · best val loss {best.val_loss:.4f} (epoch {best.epoch})"
+    accuracy = "" if best is None or best.val_accuracy is None else f" · val accuracy {best.val_accuracy:.1%}"
     epochs = event.history.epochs
     speed = f" · {epochs[-1].tokens_per_s:,.0f} tokens/s" if epochs else ""
     return (f"Epoch {event.epoch} · step {event.step}/{event.total_steps} · loss {event.loss:.4f}{best_text}"
@@ -298,17 +378,13 @@ def _final_status(result: FitResult, session: Session) -> str:
     marks = {"completed": "✓ Done", "early_stopping": "✓ Early stop", "stopped": "■ Stopped",
              "time_limit": "⏱ Time limit", "diverged": "⚠ Diverged"}
     text = f"**{marks[result.stop_reason]}**: {result.message}."
-    if session.best.get("val_accuracy") is not None and result.best_model is not None:
-        text += f" Held-out exact match of the best model: **{session.best['val_accuracy']:.1%}**."
+    if result.best_model is not None and session.best.val_accuracy is not None:
+        text += f" Held-out exact match of the best model: **{session.best.val_accuracy:.1%}**."
     if result.best_model is not None:
         text += " Sample from it in tab 4."
     if result.stop_reason == "diverged":
         gr.Warning(result.message)
     return text
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", "<br>")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,7 +409,7 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
                     with gr.Column(scale=3):
                         preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", elem_id="preset")
                         layers = gr.Dataframe(value=PRESETS[DEFAULT_PRESET]["layers"], headers=LAYER_HEADERS,
-                                              datatype="number", column_count=(3, "fixed"), interactive=True,
+                                              datatype="number", column_count=(3, "fixed"), interactive=True, type="array",
                                               label="layers (one row per encoder layer, input at the top)",
                                               elem_id="layers-df")
                         with gr.Row():
@@ -365,21 +441,21 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
                         kind = gr.Dropdown(list(TASK_HELP), value="sort", label="task", elem_id="task")
                         task_help = gr.Markdown(TASK_HELP["sort"], elem_id="task-help")
                         with gr.Row():
-                            seq_len = gr.Number(6, precision=0, label="sequence length (digits)", elem_id="seq-len")
-                            num_digits = gr.Number(3, precision=0, label="distinct digits", elem_id="num-digits")
+                            seq_len = gr.Number(6, label="sequence length (digits)", elem_id="seq-len")
+                            num_digits = gr.Number(3, label="distinct digits", elem_id="num-digits")
                         with gr.Row():
-                            train_size = gr.Number(2000, precision=0, label="training examples per epoch",
+                            train_size = gr.Number(2000, label="training examples per epoch",
                                                    elem_id="train-size")
-                            val_size = gr.Number(200, precision=0, label="held-out examples", elem_id="val-size")
+                            val_size = gr.Number(200, label="held-out examples", elem_id="val-size")
                         text = gr.Textbox(SAMPLE_TEXT, lines=6, max_lines=12, visible=False,
                                           label="your text (paste anything)", elem_id="text")
                         with gr.Row():
-                            epochs = gr.Number(60, precision=0, label="epochs", elem_id="epochs")
-                            batch_size = gr.Number(64, precision=0, label="batch size", elem_id="batch-size")
+                            epochs = gr.Number(60, label="epochs", elem_id="epochs")
+                            batch_size = gr.Number(64, label="batch size", elem_id="batch-size")
                         with gr.Row():
                             lr = gr.Number(3e-3, label="learning rate", elem_id="lr")
-                            seed = gr.Number(0, precision=0, label="seed", elem_id="seed")
-                            patience = gr.Number(0, precision=0, label="patience (0 = off)", elem_id="patience")
+                            seed = gr.Number(0, label="seed", elem_id="seed")
+                            patience = gr.Number(0, label="patience (0 = off)", elem_id="patience")
                         with gr.Row():
                             train_btn = gr.Button("Train", variant="primary", elem_id="train-btn")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
@@ -401,7 +477,7 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
                         greedy = gr.Checkbox(True, label="greedy (always the likeliest token)", elem_id="greedy")
                         temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="temperature (0 = greedy)",
                                                 elem_id="temperature")
-                        top_k = gr.Number(0, precision=0, label="top-k (0 = off)", elem_id="top-k")
+                        top_k = gr.Number(0, label="top-k (0 = off)", elem_id="top-k")
                         top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p (1 = off)", elem_id="top-p")
                         max_new = gr.Slider(1, limits.max_new_tokens, value=6, step=1, label="max new tokens",
                                             elem_id="max-new")
@@ -441,7 +517,8 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
         train_event = train_btn.click(
             h["train"], [layers, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
                          epochs, batch_size, lr, seed, patience, session],
-            [loss_plot, status], api_name="train", concurrency_limit=train_concurrency, concurrency_id="train")
+            [loss_plot, status], api_name="train", concurrency_limit=train_concurrency, concurrency_id="train",
+            validator=h["note_queued_run"], preprocess=False)  # raw values: core checks them all
         stop_btn.click(h["stop"], [session], None, api_name="stop", concurrency_limit=None, queue=False)
         sample_tab_outputs = [sample_info, examples, max_new, inside_text]
         train_event.then(h["sample_tab"], [session], sample_tab_outputs, api_name=False)
@@ -468,7 +545,7 @@ def launch_options() -> dict[str, Any]:
     after they leave, and keeps at most PLAYGROUND_MAX_SESSIONS (oldest evicted first).
     """
     sessions = as_int(os.environ.get("PLAYGROUND_MAX_SESSIONS", "500"), "PLAYGROUND_MAX_SESSIONS", minimum=1)
-    return dict(css=(ASSETS / "style.css").read_text(), footer_links=["gradio"], run_history=False,
+    return dict(css=(ASSETS / "style.css").read_text(), footer_links=["gradio"], run_history=False, show_error=True,
                 state_session_capacity=sessions, max_file_size="64mb")
 
 
