@@ -33,7 +33,7 @@ from core.figures import (STREAM_UPDATES_PER_SECOND, architecture_figure,  # noq
                           attention_figure_for, empty_figure, loss_figure, mask_figure)
 from core.sampling import sample_text  # noqa: E402
 from core.training import (EpochEvent, FitResult, StepEvent, TrainingHistory,  # noqa: E402
-                           configure_threads, format_epoch, train_task)
+                           configure_threads, format_epoch, release_free_memory, train_task)
 
 ASSETS = Path(__file__).parent / "assets"
 PRESETS: dict[str, dict[str, Any]] = json.loads((ASSETS / "presets.json").read_text())
@@ -263,6 +263,17 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                                    patience=patience_value or None).validate(limits)
         session.table_config = model_config
         kept_task = task.without_data()  # what the session keeps once the run ends
+        try:
+            yield from _stream_run(task, kept_task, model_config, train_config, session, this_run, progress)
+        finally:
+            del task  # the datasets go with it; then the memory they and the run used goes back
+            release_free_memory()
+
+    @user_errors
+    def stop(session: Session):
+        session.stop()
+
+    def _stream_run(task, kept_task, model_config, train_config, session, this_run, progress):
         last_yield = 0.0
         status = "Starting…"
         for event in train_task(task, model_config, train_config, lambda: session.should_stop(this_run), limits):
@@ -282,10 +293,6 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                 status = _final_status(event, session)
             last_yield = time.monotonic()
             yield loss_figure(session.history, session.previous_history), status
-
-    @user_errors
-    def stop(session: Session):
-        session.stop()
 
     @user_errors
     def sample_tab(session: Session):
