@@ -2,7 +2,8 @@
 #
 #   make test    build .venv with dev deps (+ Debian chromium if missing), run pytest
 #   make run     build .venv with runtime deps, serve the app on http://127.0.0.1:7860
-#   make bench   measure speed: the engine (python -m core bench), then the page vs the bare loop
+#   make bench   measure: the engine (python -m core bench), the page vs the bare loop, then
+#                memory per visitor and 30 visitors at once (bench/; gradio_client needs the dev venv)
 #   make clean   remove the venv and caches
 #
 # Works on a fresh Debian machine that has python3 and apt. Never runs
@@ -84,9 +85,12 @@ test: $(VENV)/.installed-dev browser
 run: $(VENV)/.installed
 	$(VPY) app.py
 
-bench: $(VENV)/.installed
+BENCH_LOAD_SECONDS ?= 180
+
+bench: $(VENV)/.installed-dev
 	$(VPY) -m core bench
-	$(VPY) tests/bench_page.py
+	$(VPY) -m bench.page
+	$(VPY) -m bench.load $(BENCH_LOAD_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis test-results playwright-report

@@ -5,8 +5,8 @@
 2. A classroom: 30 visitors (each its own client session, on loopback) edit models and look at
    masks while one of them trains; the latency of their requests and the training slowdown.
 
-Run with `make bench` (or `python tests/bench_page.py [epochs]`). Not a test: pytest only
-collects test_*.py, and timings are never pass/fail.
+Run with `make bench` (or `python -m bench.page [epochs]` from the repository root). Timings
+are never pass/fail, so this lives outside tests/.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from gradio_client import Client  # noqa: E402
@@ -69,7 +67,7 @@ def classroom(url: str, layers: list[list[int]], epochs: int) -> None:
     start = time.perf_counter()
     job = trainer.submit(table, "configurable", 0.1, "sort", 6, 3, 2000, 200, "", epochs, 64, 3e-3, 0, 0,
                          api_name="/train")
-    students = subprocess.run([sys.executable, __file__, "--visitors", url], capture_output=True, text=True,
+    students = subprocess.run([sys.executable, "-m", "bench.page", "--visitors", url], capture_output=True, text=True,
                               timeout=300, check=True)
     latencies = sorted(json.loads(students.stdout.strip().splitlines()[-1]))
     job.result()
