@@ -176,10 +176,13 @@ def test_block_size_crops_long_prompts():
     cropped = generate(m, ids, SampleConfig(max_new_tokens=6, greedy=True), block_size=8)
     from_tail = generate(m, ids[-8:], SampleConfig(max_new_tokens=6, greedy=True), block_size=8)
     assert torch.equal(cropped, from_tail)
-    lengths = []
-    m.register_forward_pre_hook(lambda module, args: lengths.append(args[0].size(1)))
-    generate(m, ids, SampleConfig(max_new_tokens=6, temperature=0.9, seed=0), block_size=8)
-    assert lengths == [8] * 6
+    for use_cache in (True, False):
+        lengths = []  # the embedding sees every position either path encodes
+        hook = m.embedding.register_forward_pre_hook(lambda module, args: lengths.append(args[0].size(1)))
+        generate(m, ids, SampleConfig(max_new_tokens=6, temperature=0.9, seed=0), block_size=8,
+                 use_cache=use_cache)
+        hook.remove()
+        assert lengths == [8] * 6
 
 
 def test_prompt_longer_than_any_trained_length_without_crop():
