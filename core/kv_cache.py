@@ -43,11 +43,6 @@ class LayerCache:
         return keys, values
 
 
-def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    b, t, c = x.shape
-    return x.view(b, t, num_heads, c // num_heads).transpose(1, 2)  # (B, T, C) -> (B, H, T, Dh)
-
-
 def _attention_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: LayerCache,
                     mask: torch.Tensor | None) -> torch.Tensor:
     """`layer.self_attn` on the new positions only, attending to every cached position too.
@@ -56,22 +51,25 @@ def _attention_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: L
     in-projection split into q, k, v, scaled dot-product attention per head, out-projection.
     """
     attn = layer.self_attn
-    normed = layer.norm1(x)  # (B, T_new, C)
-    q, k, v = F.linear(normed, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)  # 3 x (B, T_new, C)
-    keys, values = cache.extend(_split_heads(k, attn.num_heads), _split_heads(v, attn.num_heads))  # (B, H, T_all, Dh)
-    heads = F.scaled_dot_product_attention(_split_heads(q, attn.num_heads), keys, values,
-                                           attn_mask=mask)  # (B, H, T_new, Dh)
-    return attn.out_proj(heads.transpose(1, 2).reshape(x.shape))  # (B, H, T_new, Dh) -> (B, T_new, C)
+    b, t, c = x.shape
+    qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)  # (B, T_new, C) -> (B, T_new, 3C)
+    # (B, T_new, 3C) -> (3, B, H, T_new, Dh) -> q, k, v each (B, H, T_new, Dh)
+    q, k, v = qkv.view(b, t, 3, attn.num_heads, c // attn.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+    keys, values = cache.extend(k, v)  # (B, H, T_all, Dh) each
+    heads = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, H, T_new, Dh)
+    return attn.out_proj(heads.transpose(1, 2).reshape(b, t, c))  # (B, H, T_new, Dh) -> (B, T_new, C)
 
 
 def encoder_layer_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: LayerCache,
                        mask: torch.Tensor | None) -> torch.Tensor:
-    """What a pre-norm `layer(all positions, src_mask=causal)` gives at the new positions.
+    """What a pre-norm `layer(all positions, src_mask=causal)` gives at the new positions, in eval mode.
 
     x (B, T_new, C) -> (B, T_new, C); the earlier positions are present only as cached keys/values.
+    The layer's dropouts are left out: in eval mode they return their input, and a call per token
+    each is measurable overhead at batch 1.
     """
-    x = x + layer.dropout1(_attention_step(layer, x, cache, mask))  # (B, T_new, C)
-    return x + layer._ff_block(layer.norm2(x))  # (B, T_new, C)
+    x = x + _attention_step(layer, x, cache, mask)  # (B, T_new, C)
+    return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))  # (B, T_new, C) -> ff -> (B, T_new, C)
 
 
 def _causal_mask(past: int, new: int, like: torch.Tensor) -> torch.Tensor | None:
@@ -91,7 +89,7 @@ class CachedDecoder:
     `block_size` crops the context exactly as the uncached path does: once the sequence is longer,
     the window slides and every position moves, so the cache is rebuilt from the cropped
     context (positions restart at 0). That keeps the sampled tokens identical to re-encoding.
-    Meant for eval mode (`generate` sets it): dropout layers are called but do nothing.
+    Eval mode only (`generate` sets it): the layers' dropouts are not applied.
     """
 
     def __init__(self, model: _CausalLM, block_size: int | None = None) -> None:
@@ -104,6 +102,7 @@ class CachedDecoder:
 
     def next_logits(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, L) the whole sequence so far, extending what was seen before -> (B, V) for the next token."""
+        assert not self.model.training, "the cache leaves dropout out: call model.eval() first"
         if self.block_size is not None and ids.size(1) > self.block_size:
             ids = ids[:, -self.block_size:]  # (B, block): the window slid, every position moved
             self.reset()
