@@ -268,6 +268,9 @@ def test_cache_past_the_positional_table():
     cached, uncached = cached_and_uncached(m, prompt_ids, max_new_tokens=20, temperature=0.9, seed=0)
     assert torch.equal(cached, uncached)
     assert m.pos_encoding.table.size(0) >= 140
+    assert not m.pos_encoding.table.is_inference()  # still an ordinary buffer: training can use it
+    m.train()
+    m(prompt_ids[:, :4]).sum().backward()
 
 
 @pytest.mark.parametrize("make_model", [widths_model, simple_model])
@@ -311,6 +314,7 @@ def test_cache_restores_the_mode_and_leaves_no_gradients(training):
     assert torch.equal(cached, uncached)  # eval mode both times: dropout off
     assert m.training is training
     assert not cached.requires_grad and all(p.grad is None for p in m.parameters())
+    cached[0] = 0  # the caller gets an ordinary tensor, free to change in place
 
 
 def test_models_without_a_cache_are_re_run_whole():
