@@ -6,9 +6,9 @@ computed (it sees only the past), so each encoder layer can keep them and a new 
 one position's worth of work plus its attention over the kept keys.
 
 Nothing here holds a weight: each step reads `norm1`, `self_attn.in_proj_weight`/`in_proj_bias`,
-`self_attn.out_proj`, `norm2` and `_ff_block` from the `nn.TransformerEncoderLayer` itself, so
-sampling uses exactly the parameters `forward` uses, and `forward` is untouched. The cache holds
-only keys and values.
+`self_attn.out_proj`, `norm2`, `linear1`, `activation` and `linear2` from the
+`nn.TransformerEncoderLayer` itself, so sampling uses exactly the parameters `forward` uses, and
+`forward` is untouched. The cache holds only keys and values.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from .model import _CausalLM
 
 
 def supports_kv_cache(model: nn.Module) -> bool:
-    """Our models, whose stack is pre-norm encoder layers and projections; anything else is re-run whole."""
+    """Our models: pre-norm encoder layers with packed q/k/v weights. Anything else is re-run whole."""
     return isinstance(model, _CausalLM) and all(
-        layer.norm_first and layer.self_attn.in_proj_weight is not None for layer in model.encoder_layers())
+        layer.norm_first and layer.self_attn.in_proj_weight is not None
+        for layer in model.encoder_layers())
 
 
 class LayerCache:
@@ -35,10 +36,11 @@ class LayerCache:
         self.values: torch.Tensor | None = None
 
     def extend(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keep the new positions' keys and values; return all of them, (B, H, T_past + T_new, Dh)."""
+        """Keep the new positions' keys and values; return all, (B, H, T_past + T_new, Dh) each."""
         if self.keys is not None:
-            keys = torch.cat([self.keys, keys], dim=2)  # (B, H, T_past, Dh) + (B, H, T_new, Dh)
-            values = torch.cat([self.values, values], dim=2)  # (B, H, T_past, Dh) + (B, H, T_new, Dh)
+            # (B, H, T_past, Dh) + (B, H, T_new, Dh) -> (B, H, T_past + T_new, Dh)
+            keys = torch.cat([self.keys, keys], dim=2)
+            values = torch.cat([self.values, values], dim=2)
         self.keys, self.values = keys, values
         return keys, values
 
@@ -52,24 +54,28 @@ def _attention_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: L
     """
     attn = layer.self_attn
     b, t, c = x.shape
-    qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)  # (B, T_new, C) -> (B, T_new, 3C)
+    h = attn.num_heads
+    # (B, T_new, C) -> (B, T_new, 3C)
+    qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
     # (B, T_new, 3C) -> (3, B, H, T_new, Dh) -> q, k, v each (B, H, T_new, Dh)
-    q, k, v = qkv.view(b, t, 3, attn.num_heads, c // attn.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+    q, k, v = qkv.view(b, t, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
     keys, values = cache.extend(k, v)  # (B, H, T_all, Dh) each
     heads = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, H, T_new, Dh)
-    return attn.out_proj(heads.transpose(1, 2).reshape(b, t, c))  # (B, H, T_new, Dh) -> (B, T_new, C)
+    # (B, H, T_new, Dh) -> (B, T_new, C)
+    return attn.out_proj(heads.transpose(1, 2).reshape(b, t, c))
 
 
 def encoder_layer_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: LayerCache,
                        mask: torch.Tensor | None) -> torch.Tensor:
-    """What a pre-norm `layer(all positions, src_mask=causal)` gives at the new positions, in eval mode.
+    """What pre-norm `layer(all positions, src_mask=causal)` gives at the new ones, in eval mode.
 
     x (B, T_new, C) -> (B, T_new, C); the earlier positions are present only as cached keys/values.
     The layer's dropouts are left out: in eval mode they return their input, and a call per token
     each is measurable overhead at batch 1.
     """
     x = x + _attention_step(layer, x, cache, mask)  # (B, T_new, C)
-    return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))  # (B, T_new, C) -> ff -> (B, T_new, C)
+    # (B, T_new, C) -> (B, T_new, FF) -> (B, T_new, C)
+    return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
 
 
 def _causal_mask(past: int, new: int, like: torch.Tensor) -> torch.Tensor | None:
@@ -101,7 +107,7 @@ class CachedDecoder:
         self.length = 0  # positions cached
 
     def next_logits(self, ids: torch.Tensor) -> torch.Tensor:
-        """(B, L) the whole sequence so far, extending what was seen before -> (B, V) for the next token."""
+        """(B, L) the sequence so far, extending the last one seen -> (B, V) next-token logits."""
         assert not self.model.training, "the cache leaves dropout out: call model.eval() first"
         if self.block_size is not None and ids.size(1) > self.block_size:
             ids = ids[:, -self.block_size:]  # (B, block): the window slid, every position moved
@@ -110,7 +116,7 @@ class CachedDecoder:
 
     def _encode(self, new_ids: torch.Tensor) -> torch.Tensor:
         """Run the new positions through the stack, caching keys/values; logits of the last one."""
-        # outside inference mode, so a position table grown here stays an ordinary buffer for training
+        # outside inference mode: a position table grown here stays an ordinary buffer
         x = self.model._embed(new_ids, start=self.length)  # (B, T_new) -> (B, T_new, C0)
         mask = _causal_mask(self.length, new_ids.size(1), like=x)  # (T_new, T_all) or None
         self.length += new_ids.size(1)
@@ -120,14 +126,15 @@ class CachedDecoder:
     def _through_stack(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Encoder layers (with their caches) and projections, then the head on the last position.
 
-        Inference mode skips autograd's per-op bookkeeping that no_grad still does: a few percent
-        at batch 1, where each token is a few hundred small ops. Only the cached keys/values and
-        the returned logits are inference tensors.
+        Inference mode skips autograd's per-op bookkeeping that no_grad still does: about a tenth
+        of the per-token overhead at batch 1, where a token is a few hundred small ops. Only the
+        cached keys/values and the returned logits are inference tensors.
         """
         caches = iter(self.caches)
         for module in self.model.layer_stack():
             if isinstance(module, nn.TransformerEncoderLayer):
-                x = encoder_layer_step(module, x, next(caches), mask)  # (B, T_new, C_i) -> (B, T_new, C_i)
+                # (B, T_new, C_i) -> (B, T_new, C_i)
+                x = encoder_layer_step(module, x, next(caches), mask)
             else:
                 x = module(x)  # projection: (B, T_new, C_prev) -> (B, T_new, C_next)
         return self.model._head(x[:, -1:])[:, -1]  # (B, 1, C_last) -> (B, V)

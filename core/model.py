@@ -36,7 +36,7 @@ class PositionalEncoding(nn.Module):
         return table
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Add the encodings of positions start .. start+T-1 (start > 0: the new tokens of a cached sequence)."""
+        """Add the encodings of positions start .. start+T-1 (start > 0: a cache's new tokens)."""
         end = start + x.size(1)
         if end > self.table.size(0):
             self.table = self._make_table(max(end, 2 * self.table.size(0)), device=x.device)

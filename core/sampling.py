@@ -27,8 +27,9 @@ def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None)
     return logits
 
 
-def _next_logits_fn(model: nn.Module, block_size: int | None, use_cache: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """(B, L) sequence so far -> (B, V) next-token logits: cached for our models, else the whole forward."""
+def _next_logits_fn(model: nn.Module, block_size: int | None,
+                    use_cache: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(B, L) sequence so far -> (B, V) next-token logits: cached for our models, else forward."""
     if use_cache and supports_kv_cache(model):
         return CachedDecoder(model, block_size).next_logits
 
@@ -40,7 +41,8 @@ def _next_logits_fn(model: nn.Module, block_size: int | None, use_cache: bool) -
 
 @torch.no_grad()
 def generate(model: nn.Module, prompt_ids: torch.Tensor | list[int], config: SampleConfig | None = None,
-             block_size: int | None = None, limits: Limits | None = None, use_cache: bool = True) -> torch.Tensor:
+             block_size: int | None = None, limits: Limits | None = None,
+             use_cache: bool = True) -> torch.Tensor:
     """Continue `prompt_ids` (T,) or (B, T) by `config.max_new_tokens` tokens; returns only the new ones.
 
     The model runs in eval mode without gradients (its mode is restored afterwards). Temperature 0
