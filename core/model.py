@@ -35,12 +35,13 @@ class PositionalEncoding(nn.Module):
         table[:, 1::2] = torch.cos(position * div_term[: self.d_model // 2])  # odd C has one cos fewer
         return table
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        seq_len = x.size(1)
-        if seq_len > self.table.size(0):
-            self.table = self._make_table(max(seq_len, 2 * self.table.size(0)), device=x.device)
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Add the encodings of positions start .. start+T-1 (start > 0: a cache's new tokens)."""
+        end = start + x.size(1)
+        if end > self.table.size(0):
+            self.table = self._make_table(max(end, 2 * self.table.size(0)), device=x.device)
         # (B, T, C) + (1, T, C) -> (B, T, C)
-        return self.dropout(x + self.table[:seq_len].to(x.dtype).unsqueeze(0))
+        return self.dropout(x + self.table[start:end].to(x.dtype).unsqueeze(0))
 
 
 def _encoder_layer(d_model: int, nhead: int, dim_feedforward: int, dropout: float) -> nn.TransformerEncoderLayer:
@@ -60,17 +61,26 @@ class _CausalLM(nn.Module):
         self.head = nn.Linear(d_out, vocab_size)
         self.embed_scale = math.sqrt(d_in)
 
-    def _embed(self, src: torch.Tensor) -> torch.Tensor:
+    def _embed(self, src: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Token ids at positions start .. start+T-1 -> scaled embeddings plus positions."""
         if src.dim() != 2:
             raise ValueError(f"expected token ids of shape (batch, time), got {tuple(src.shape)}")
         # (B, T) -> (B, T, C0)
-        return self.pos_encoding(self.embedding(src) * self.embed_scale)
+        return self.pos_encoding(self.embedding(src) * self.embed_scale, start)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         # (B, T, C_last) -> (B, T, vocab)
         return self.head(self.final_norm(x))
 
     def encoder_layers(self) -> list[nn.TransformerEncoderLayer]:
+        raise NotImplementedError
+
+    def layer_stack(self) -> nn.ModuleList:
+        """Every module the input passes through between `_embed` and `_head`, in order.
+
+        Encoder layers and, for per-layer widths, the projections between them: what the
+        attention replay and the key/value cache walk, so they can't disagree with `forward`.
+        """
         raise NotImplementedError
 
 
@@ -114,6 +124,9 @@ class ConfigurableTransformer(_CausalLM):
     def encoder_layers(self) -> list[nn.TransformerEncoderLayer]:
         return [m for m in self.layers if isinstance(m, nn.TransformerEncoderLayer)]
 
+    def layer_stack(self) -> nn.ModuleList:
+        return self.layers
+
 
 class SimpleTransformer(_CausalLM):
     """The uniform baseline: every layer the same width, stacked by `nn.TransformerEncoder`."""
@@ -137,6 +150,9 @@ class SimpleTransformer(_CausalLM):
 
     def encoder_layers(self) -> list[nn.TransformerEncoderLayer]:
         return list(self.encoder.layers)
+
+    def layer_stack(self) -> nn.ModuleList:
+        return self.encoder.layers
 
 
 def build_model(config: ModelConfig, device: torch.device | str | None = None) -> ConfigurableTransformer | SimpleTransformer:
@@ -175,9 +191,8 @@ def attention_weights(model: _CausalLM, src: torch.Tensor) -> list[torch.Tensor]
     model.eval()
     mask = generate_square_subsequent_mask(src.size(1), device=src.device)  # (T, T)
     x = model._embed(src)  # (B, T) -> (B, T, C0)
-    stack = model.layers if isinstance(model, ConfigurableTransformer) else model.encoder.layers
     maps: list[torch.Tensor] = []
-    for layer in stack:
+    for layer in model.layer_stack():
         if isinstance(layer, nn.TransformerEncoderLayer):
             attn_input = layer.norm1(x) if layer.norm_first else x  # (B, T, C)
             _, weights = layer.self_attn(attn_input, attn_input, attn_input, attn_mask=mask,

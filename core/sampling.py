@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from .config import Limits, SampleConfig
 from .data import Task
+from .kv_cache import CachedDecoder, supports_kv_cache
 
 
 def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -24,14 +27,29 @@ def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None)
     return logits
 
 
+def _next_logits_fn(model: nn.Module, block_size: int | None,
+                    use_cache: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(B, L) sequence so far -> (B, V) next-token logits: cached for our models, else forward."""
+    if use_cache and supports_kv_cache(model):
+        return CachedDecoder(model, block_size).next_logits
+
+    def uncached(ids: torch.Tensor) -> torch.Tensor:
+        context = ids if block_size is None else ids[:, -block_size:]  # (B, <=block)
+        return model(context)[:, -1, :]  # (B, T, V) -> (B, V)
+    return uncached
+
+
 @torch.no_grad()
 def generate(model: nn.Module, prompt_ids: torch.Tensor | list[int], config: SampleConfig | None = None,
-             block_size: int | None = None, limits: Limits | None = None) -> torch.Tensor:
+             block_size: int | None = None, limits: Limits | None = None,
+             use_cache: bool = True) -> torch.Tensor:
     """Continue `prompt_ids` (T,) or (B, T) by `config.max_new_tokens` tokens; returns only the new ones.
 
     The model runs in eval mode without gradients (its mode is restored afterwards). Temperature 0
     means greedy; top-k larger than the vocabulary is clamped. With `block_size`, the context is
     cropped to the last `block_size` tokens, the length the model was trained on.
+    Our models keep a key/value cache so each token is encoded once; `use_cache=False` re-encodes
+    the whole context every step (same tokens, slower; models without a cache always do).
     """
     config = (config or SampleConfig()).validate(limits)
     device = next(model.parameters()).device
@@ -47,10 +65,10 @@ def generate(model: nn.Module, prompt_ids: torch.Tensor | list[int], config: Sam
     was_training = model.training
     model.eval()
     new_tokens = []
+    next_logits = _next_logits_fn(model, block_size, use_cache)
     try:
         for _ in range(int(config.max_new_tokens)):
-            context = ids if block_size is None else ids[:, -block_size:]  # (B, <=block)
-            logits = model(context)[:, -1, :].float()  # (B, T, V) -> (B, V)
+            logits = next_logits(ids).float()  # (B, T) -> (B, V)
             if config.is_greedy:
                 next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
             else:

@@ -1,11 +1,14 @@
-"""Sampling: greedy, temperature, top-k, top-p, seeds, and the model left as it was."""
+"""Sampling: greedy, temperature, top-k, top-p, seeds, the model left as it was, the key/value cache."""
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.config import Limits, SampleConfig
+from core.kv_cache import CachedDecoder, supports_kv_cache
 from core.sampling import generate, greedy_answers, sample_text
-from helpers import FixedLogits, one_torch_thread, tiny_model, tiny_task  # noqa: F401
+from helpers import FixedLogits, layer_stacks, one_torch_thread, tiny_model, tiny_task  # noqa: F401
 
 VOCAB = 6
 PROBS = [0.5, 0.3, 0.15, 0.05]
@@ -176,10 +179,13 @@ def test_block_size_crops_long_prompts():
     cropped = generate(m, ids, SampleConfig(max_new_tokens=6, greedy=True), block_size=8)
     from_tail = generate(m, ids[-8:], SampleConfig(max_new_tokens=6, greedy=True), block_size=8)
     assert torch.equal(cropped, from_tail)
-    lengths = []
-    m.register_forward_pre_hook(lambda module, args: lengths.append(args[0].size(1)))
-    generate(m, ids, SampleConfig(max_new_tokens=6, temperature=0.9, seed=0), block_size=8)
-    assert lengths == [8] * 6
+    for use_cache in (True, False):
+        lengths = []  # the embedding sees every position either path encodes
+        hook = m.embedding.register_forward_pre_hook(lambda module, args: lengths.append(args[0].size(1)))
+        generate(m, ids, SampleConfig(max_new_tokens=6, temperature=0.9, seed=0), block_size=8,
+                 use_cache=use_cache)
+        hook.remove()
+        assert lengths == [8] * 6
 
 
 def test_prompt_longer_than_any_trained_length_without_crop():
@@ -209,3 +215,122 @@ def test_sample_text_continues_a_long_text_prompt():
     m = tiny_model(len(task.vocab), [16], seed=0)
     text = sample_text(m, task, "the cat sat on a mat. the cat", SampleConfig(max_new_tokens=12, seed=0))
     assert len(text) == 12 and set(text) <= set(task.vocab.tokens)
+
+
+# --- the key/value cache: the same tokens as re-encoding the whole context ------------------
+
+def widths_model():
+    return tiny_model(VOCAB, [16, 24, 24, 16], nhead=[2, 3, 3, 2], dropout=0.1, seed=5)
+
+
+def simple_model():
+    return tiny_model(VOCAB, [16, 16, 16], nhead=4, dropout=0.1, model_type="simple", seed=6)
+
+
+def batch_of_prompts():
+    return torch.randint(0, VOCAB, (3, 5), generator=torch.Generator().manual_seed(1))  # (B, T)
+
+
+SAMPLINGS = [dict(greedy=True), dict(temperature=1.3, seed=2), dict(top_k=3, seed=3),
+             dict(top_p=0.8, seed=4), dict(temperature=0.7, top_k=4, top_p=0.9, seed=5)]
+
+
+def cached_and_uncached(m, prompt_ids, block_size=None, **config_kwargs):
+    config = SampleConfig(**config_kwargs)
+    return (generate(m, prompt_ids, config, block_size=block_size),
+            generate(m, prompt_ids, config, block_size=block_size, use_cache=False))
+
+
+@pytest.mark.parametrize("make_model", [model, widths_model, simple_model])
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_cache_gives_the_same_tokens(make_model, sampling):
+    cached, uncached = cached_and_uncached(make_model(), batch_of_prompts(), max_new_tokens=20, **sampling)
+    assert cached.shape == (3, 20)
+    assert torch.equal(cached, uncached)
+
+
+@pytest.mark.parametrize("make_model", [model, widths_model, simple_model])
+@pytest.mark.parametrize("sampling", [dict(greedy=True), dict(temperature=1.1, top_p=0.9, seed=7)])
+def test_cache_crops_like_re_encoding(make_model, sampling):
+    # prompt shorter than the block, then the window slides: the cache is rebuilt every step
+    cached, uncached = cached_and_uncached(make_model(), batch_of_prompts(), block_size=9, max_new_tokens=12,
+                                           **sampling)
+    assert torch.equal(cached, uncached)
+    long_prompt = torch.randint(0, VOCAB, (2, 14), generator=torch.Generator().manual_seed(2))
+    cached, uncached = cached_and_uncached(make_model(), long_prompt, block_size=6, max_new_tokens=8, **sampling)
+    assert torch.equal(cached, uncached)
+
+
+def test_cache_past_the_positional_table():
+    m = widths_model()
+    assert m.pos_encoding.table.size(0) == 128
+    prompt_ids = torch.randint(0, VOCAB, (2, 120), generator=torch.Generator().manual_seed(3))
+    cached, uncached = cached_and_uncached(m, prompt_ids, max_new_tokens=20, temperature=0.9, seed=0)
+    assert torch.equal(cached, uncached)
+    assert m.pos_encoding.table.size(0) >= 140
+    assert not m.pos_encoding.table.is_inference()  # still an ordinary buffer: training can use it
+    m.train()
+    m(prompt_ids[:, :4]).sum().backward()
+
+
+@pytest.mark.parametrize("make_model", [widths_model, simple_model])
+def test_cached_logits_match_the_forward_pass(make_model):
+    m = make_model().eval()
+    decoder = CachedDecoder(m)
+    ids = batch_of_prompts()
+    with torch.no_grad():
+        for _ in range(130):  # runs past the table's initial 128 positions
+            logits = decoder.next_logits(ids)  # (B, V)
+            torch.testing.assert_close(logits, m(ids)[:, -1], rtol=1e-5, atol=1e-5)
+            ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
+    assert decoder.length == ids.size(1) - 1
+
+
+def test_cache_holds_only_keys_and_values_never_a_weight():
+    m = widths_model().eval()
+    params_before = {name: p.data_ptr() for name, p in m.named_parameters()}
+    tensors_before = len(m.state_dict())
+    decoder = CachedDecoder(m)
+    with torch.no_grad():
+        decoder.next_logits(batch_of_prompts())
+    assert {name: p.data_ptr() for name, p in m.named_parameters()} == params_before
+    assert len(m.state_dict()) == tensors_before
+    weights = {p.untyped_storage().data_ptr() for p in m.parameters()}
+    layers = m.encoder_layers()
+    assert len(decoder.caches) == len(layers)
+    for layer, cache in zip(layers, decoder.caches):
+        assert set(vars(cache)) == {"keys", "values"}
+        heads = layer.self_attn.num_heads
+        for kept in (cache.keys, cache.values):
+            assert kept.shape == (3, heads, 5, layer.self_attn.embed_dim // heads)  # (B, H, T, Dh)
+            assert kept.untyped_storage().data_ptr() not in weights
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_cache_restores_the_mode_and_leaves_no_gradients(training):
+    m = widths_model()
+    m.train(training)
+    cached, uncached = cached_and_uncached(m, prompt(), max_new_tokens=6, temperature=0.9, seed=1)
+    assert torch.equal(cached, uncached)  # eval mode both times: dropout off
+    assert m.training is training
+    assert not cached.requires_grad and all(p.grad is None for p in m.parameters())
+    cached[0] = 0  # the caller gets an ordinary tensor, free to change in place
+
+
+def test_models_without_a_cache_are_re_run_whole():
+    fixed = FixedLogits(PROBS)
+    assert not supports_kv_cache(fixed) and supports_kv_cache(model()) and supports_kv_cache(simple_model())
+    generate(fixed, torch.tensor([0, 1, 2]), SampleConfig(max_new_tokens=3, greedy=True))
+    assert fixed.calls == [3, 4, 5]
+
+
+@settings(max_examples=25, deadline=None)
+@given(stack=layer_stacks(max_layers=3), prompt_len=st.integers(1, 6),
+       block_size=st.one_of(st.none(), st.integers(1, 8)), seed=st.integers(0, 2**16))
+def test_cache_matches_re_encoding_for_any_stack(stack, prompt_len, block_size, seed):
+    d_models, ffs, heads = stack
+    m = tiny_model(VOCAB, d_models, ffs, nhead=heads, seed=seed)
+    prompt_ids = torch.randint(0, VOCAB, (2, prompt_len), generator=torch.Generator().manual_seed(seed))
+    for sampling in (dict(greedy=True), dict(temperature=1.0, seed=seed)):
+        cached, uncached = cached_and_uncached(m, prompt_ids, block_size, max_new_tokens=10, **sampling)
+        assert torch.equal(cached, uncached)
