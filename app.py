@@ -27,7 +27,7 @@ import gradio as gr  # noqa: E402
 
 from core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from core.config import (Limits, ModelConfig, SampleConfig, TaskConfig, TrainConfig,  # noqa: E402
-                         as_float, as_int, as_seed, as_text, parse_layer_rows)
+                         as_float, as_int, as_seed, as_switch, as_text, parse_layer_rows)
 from core.data import Task, make_task, task_vocab  # noqa: E402
 from core.figures import (STREAM_UPDATES_PER_SECOND, architecture_figure,  # noqa: E402
                           attention_figure_for, empty_figure, loss_figure, mask_figure)
@@ -240,14 +240,15 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
 
     def note_queued_run(*inputs):
         """The Train event's validator: Gradio calls it as a run joins the queue (see Session)."""
-        session = inputs[-1]
-        if isinstance(session, Session):
-            session.runs_queued += 1
+        for session in inputs:
+            if isinstance(session, Session):
+                session.runs_queued += 1
         return inputs
 
     @user_errors
     def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
-              epochs, batch_size, lr, seed, patience, session: Session, progress=gr.Progress()):
+              epochs, batch_size, lr, seed, patience, session: Session, stop_when_solved=True,
+              progress=gr.Progress()):
         """Stream the loss curve and a status line while core's loop trains."""
         this_run = session.start_run()
         if session.should_stop(this_run):
@@ -260,7 +261,9 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         patience_value = as_int(patience, "patience", minimum=0)
         train_config = TrainConfig(epochs=as_int(epochs, "epochs"), batch_size=as_int(batch_size, "batch size"),
                                    lr=as_float(lr, "learning rate"), seed=as_seed(seed),
-                                   patience=patience_value or None).validate(limits)
+                                   patience=patience_value or None,
+                                   solved_epochs=TrainConfig.solved_epochs if as_switch(
+                                       stop_when_solved, "stop once solved") else 0).validate(limits)
         session.table_config = model_config
         kept_task = task.without_data()  # what the session keeps once the run ends
         try:
@@ -382,7 +385,7 @@ def _status_line(event: StepEvent, session: Session) -> str:
 
 
 def _final_status(result: FitResult, session: Session) -> str:
-    marks = {"completed": "✓ Done", "early_stopping": "✓ Early stop", "stopped": "■ Stopped",
+    marks = {"completed": "✓ Done", "solved": "✓ Solved", "early_stopping": "✓ Early stop", "stopped": "■ Stopped",
              "time_limit": "⏱ Time limit", "diverged": "⚠ Diverged"}
     text = f"**{marks[result.stop_reason]}**: {result.message}."
     if result.best_model is not None and session.best.val_accuracy is not None:
@@ -426,7 +429,8 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
                             model_type = gr.Radio(["configurable", "simple"], value="configurable",
                                                   label="model", elem_id="model-type",
                                                   info="simple = the seed's uniform SimpleTransformer")
-                            dropout = gr.Slider(0, 0.5, value=0.1, step=0.05, label="dropout", elem_id="dropout")
+                            dropout = gr.Slider(0, 0.5, value=ModelConfig.dropout, step=0.05, label="dropout",
+                                                elem_id="dropout")
                         build_msg = gr.Markdown(elem_id="build-msg")
                     with gr.Column(scale=4):
                         param_total = gr.Markdown(elem_id="param-total")
@@ -457,12 +461,16 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
                         text = gr.Textbox(SAMPLE_TEXT, lines=6, max_lines=12, visible=False,
                                           label="your text (paste anything)", elem_id="text")
                         with gr.Row():
-                            epochs = gr.Number(60, label="epochs", elem_id="epochs")
+                            epochs = gr.Number(TrainConfig.epochs, label="epochs (at most)", elem_id="epochs")
                             batch_size = gr.Number(64, label="batch size", elem_id="batch-size")
                         with gr.Row():
                             lr = gr.Number(3e-3, label="learning rate", elem_id="lr")
                             seed = gr.Number(0, label="seed", elem_id="seed")
                             patience = gr.Number(0, label="patience (0 = off)", elem_id="patience")
+                        stop_when_solved = gr.Checkbox(
+                            True, label="stop once solved", elem_id="stop-when-solved",
+                            info=f"ends the run when the best model gets every held-out prompt right and "
+                                 f"{TrainConfig.solved_epochs} epochs have ended at 100% (not for text)")
                         with gr.Row():
                             train_btn = gr.Button("Train", variant="primary", elem_id="train-btn")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
@@ -523,7 +531,7 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
 
         train_event = train_btn.click(
             h["train"], [layers, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
-                         epochs, batch_size, lr, seed, patience, session],
+                         epochs, batch_size, lr, seed, patience, session, stop_when_solved],
             [loss_plot, status], api_name="train", concurrency_limit=train_concurrency, concurrency_id="train",
             validator=h["note_queued_run"], preprocess=False)  # raw values: core checks them all
         stop_btn.click(h["stop"], [session], None, api_name="stop", concurrency_limit=None, queue=False)

@@ -46,14 +46,23 @@ def _build_parser() -> argparse.ArgumentParser:
     model.add_argument("--d-model", default="48,48,48", help="width of each layer, comma-separated")
     model.add_argument("--dim-feedforward", default="192,192,192", help="feed-forward width of each layer")
     model.add_argument("--nhead", default="3", help="heads: one number for all layers, or one per layer")
-    model.add_argument("--dropout", type=float, default=0.1)
+    model.add_argument("--dropout", type=float, default=ModelConfig.dropout)
     opt = train.add_argument_group("training")
-    opt.add_argument("--epochs", type=int, default=60)
-    opt.add_argument("--batch-size", type=int, default=64)
-    opt.add_argument("--lr", type=float, default=3e-3)
-    opt.add_argument("--weight-decay", type=float, default=0.1)
-    opt.add_argument("--warmup", type=float, default=0.05, help="fraction of steps spent warming up")
-    opt.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0 = off)")
+    opt.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                     help="at most this many; a solved task stops earlier (see --stop-when-solved)")
+    opt.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    opt.add_argument("--lr", type=float, default=TrainConfig.lr)
+    opt.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    opt.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps,
+                     help="steps of linear learning-rate warmup")
+    opt.add_argument("--warmup", type=float, default=None,
+                     help="fraction of all steps spent warming up (overrides --warmup-steps)")
+    opt.add_argument("--stop-when-solved", type=int, default=TrainConfig.solved_epochs, metavar="EPOCHS",
+                     help="stop once the best model scores 100%% held-out exact match and this many epochs ended at 100%% "
+                          "(algorithmic tasks; 0 = train every epoch)")
+    opt.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=TrainConfig.precision,
+                     help="auto = bfloat16 autocast where the CPU/GPU does bf16 natively, else fp32")
+    opt.add_argument("--grad-clip", type=float, default=TrainConfig.grad_clip, help="max gradient norm (0 = off)")
     opt.add_argument("--patience", type=int, default=None, help="stop after this many epochs without improvement")
     opt.add_argument("--max-seconds", type=float, default=None, help="wall-clock budget for training")
     opt.add_argument("--seed", type=int, default=0)
@@ -101,8 +110,11 @@ def _train(args: argparse.Namespace) -> int:
     model_config = ModelConfig(len(task.vocab), parse_int_list(args.d_model, "--d-model"),
                                parse_int_list(args.dim_feedforward, "--dim-feedforward"),
                                heads[0] if len(heads) == 1 else heads, args.dropout, args.model)
-    train_config = TrainConfig(args.epochs, args.batch_size, args.lr, args.weight_decay, args.warmup,
-                               args.grad_clip, args.patience, args.seed, args.device, args.max_seconds)
+    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                               weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
+                               warmup_fraction=args.warmup, grad_clip=args.grad_clip, patience=args.patience,
+                               seed=args.seed, device=args.device, max_seconds=args.max_seconds,
+                               solved_epochs=args.stop_when_solved, precision=args.precision)
     model_config.validate()
     train_config.validate()
     resolve_device(args.device)

@@ -153,6 +153,15 @@ def as_text(value: Any, what: str) -> str:
     return value
 
 
+def as_switch(value: Any, what: str, default: bool = True) -> bool:
+    """A checkbox value: true or false (None, as an API caller that leaves it out sends, is the default)."""
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false, got {_short(value)}")
+    return value
+
+
 def as_seed(value: Any, what: str = "seed") -> int:
     return as_int(value, what, minimum=0, maximum=MAX_SEED)
 
@@ -208,7 +217,9 @@ class ModelConfig:
     d_model_configs: list[int]
     dim_feedforward_configs: list[int]
     nhead: int | list[int] = 4
-    dropout: float = 0.1
+    # 0.05, measured on sort/copy/reverse over seeds 0-4: with 0, sort seed 0 memorised its
+    # training set and never solved one held-out prompt; 0.1 solved every seed but took more steps
+    dropout: float = 0.05
     model_type: str = "configurable"
 
     def __post_init__(self) -> None:
@@ -431,20 +442,31 @@ class TaskConfig:
 # Training and sampling
 # ---------------------------------------------------------------------------------------------
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
 @dataclass
 class TrainConfig:
-    """How to train: AdamW, linear warmup then cosine decay, gradient clipping, early stopping."""
+    """How to train: AdamW, linear warmup then cosine decay, gradient clipping, stopping rules.
 
-    epochs: int = 30
+    `solved_epochs`: an algorithmic task stops once the best model scores 100% held-out exact
+    match and this many epochs have ended at 100% (0 = train every epoch). `precision`: "auto" trains in bfloat16
+    autocast where the hardware does bf16 matrix work natively, else float32.
+    """
+
+    epochs: int = 60
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.1  # minGPT's value; keeps the tiny sort model from memorising
-    warmup_fraction: float = 0.05
+    warmup_steps: int = 20
+    warmup_fraction: float | None = None  # when set, overrides warmup_steps
     grad_clip: float = 1.0
     patience: int | None = None  # epochs without improvement before stopping; None = never
     seed: int = 0
     device: str = "cpu"
     max_seconds: float | None = None  # wall-clock budget; None = unlimited
+    solved_epochs: int = 3
+    precision: str = "auto"
 
     def validate(self, limits: Limits | None = None) -> TrainConfig:
         limits = limits or Limits()
@@ -457,7 +479,8 @@ class TrainConfig:
             raise ValueError(f"learning rate must be above 0 and at most 1 (try 0.003), got {self.lr}")
         if not 0 <= as_float(self.weight_decay, "weight decay") < 1:
             raise ValueError(f"weight decay must be at least 0 and below 1, got {self.weight_decay}")
-        if not 0 <= as_float(self.warmup_fraction, "warmup fraction") < 1:
+        as_int(self.warmup_steps, "warmup steps", minimum=0)
+        if self.warmup_fraction is not None and not 0 <= as_float(self.warmup_fraction, "warmup fraction") < 1:
             raise ValueError(f"warmup fraction must be at least 0 and below 1, got {self.warmup_fraction}")
         if as_float(self.grad_clip, "gradient clipping") < 0:
             raise ValueError(f"gradient clipping must be 0 (off) or positive, got {self.grad_clip}")
@@ -465,6 +488,9 @@ class TrainConfig:
             as_int(self.patience, "patience", minimum=1)
         if self.max_seconds is not None and as_float(self.max_seconds, "time limit") <= 0:
             raise ValueError(f"time limit must be positive, got {self.max_seconds}")
+        as_int(self.solved_epochs, "epochs at 100% before stopping", minimum=0)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {_short(self.precision)}")
         return self
 
 

@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
 from .config import Limits, ModelConfig, TrainConfig, as_int
 from .data import IGNORE_INDEX, Task
 from .model import build_model
 from .sampling import greedy_answers
 
-STOP_REASONS = ("completed", "early_stopping", "stopped", "time_limit", "diverged")
+STOP_REASONS = ("completed", "solved", "early_stopping", "stopped", "time_limit", "diverged")
 MAX_STEP_POINTS = 10_000  # per-step points a history keeps; longer runs are thinned (pairs averaged)
 
 
@@ -200,13 +200,20 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
         scheduler: LRScheduler | None = None, grad_clip: float = 1.0, patience: int | None = None,
         accuracy_fn: Callable[[nn.Module], float | None] | None = None,
         should_stop: Callable[[], bool] | None = None, max_seconds: float | None = None,
+        solved_epochs: int = 0, autocast_dtype: torch.dtype | None = None,
         ) -> Iterator[StepEvent | EpochEvent | FitResult]:
     """Train, validate every epoch, keep a deep copy of the model whenever validation improves.
 
     Stop requests and the time limit are honoured between two steps: the part-epoch is then
-    validated like a whole one, so even a run stopped early hands back a best model.
+    validated like a whole one, so even a run stopped early hands back a best model. With
+    `solved_epochs`, a run ends once nothing is left to learn: the kept best model scores 100%
+    on `accuracy_fn` and that many epochs have ended at 100%. (Counted, not in a row: a model
+    that has solved a task can still flip one held-out answer for an epoch while its validation
+    loss keeps falling, so "in a row" ran some seeds for 40 more epochs.) `autocast_dtype` (bfloat16) runs forward and loss in autocast;
+    validation stays in float32 so the best-model choice never rests on rounding.
     """
     device = torch.device(device)
+    solved_count, best_is_solved = 0, False
     history = TrainingHistory()
     best_loss, best_model, best_epoch = math.inf, None, None
     stale_epochs = 0
@@ -231,8 +238,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
                 break
             step_start = time.perf_counter()
             x, y = x.to(device), y.to(device)  # (B, T), (B, T)
-            logits = model(x)  # (B, T) -> (B, T, V)
-            loss = flat_loss(criterion, logits, y)
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16,
+                                enabled=autocast_dtype is not None):
+                logits = model(x)  # (B, T) -> (B, T, V)
+                loss = flat_loss(criterion, logits, y)
             if not torch.isfinite(loss):
                 lr = optimizer.param_groups[0]["lr"]
                 kept = f"the best model, from epoch {best_epoch}, is kept" if best_model is not None \
@@ -277,6 +286,13 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
         yield EpochEvent(record, num_epochs, history, best_model)
         if interrupted:
             break
+        solved_count += record.val_accuracy == 1.0
+        best_is_solved = record.val_accuracy == 1.0 if improved else best_is_solved
+        if solved_epochs and best_is_solved and solved_count >= solved_epochs:
+            stop_reason = "solved"
+            message = (f"held-out exact match reached 100% in {solved_count} epochs and the best model "
+                       f"scores 100%, so training stopped after epoch {epoch}")
+            break
         if patience is not None and stale_epochs >= patience:
             stop_reason = "early_stopping"
             message = f"stopped early: no improvement for {patience} epochs after epoch {best_epoch}"
@@ -315,12 +331,15 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr)
+    # fused: one kernel for every parameter's update instead of a few per parameter tensor
+    return torch.optim.AdamW(groups, lr=config.lr, fused=True)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float) -> LRScheduler:
-    """Linear warmup, then cosine decay to a tenth of the peak learning rate."""
-    warmup = int(total_steps * warmup_fraction)
+def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.0,
+                   warmup_steps: int | None = None) -> LRScheduler:
+    """Linear warmup (`warmup_steps`, else a fraction of all steps), then cosine decay to a tenth."""
+    warmup = min(warmup_steps if warmup_steps is not None else int(total_steps * warmup_fraction),
+                 max(0, total_steps - 1))
     base_lr = optimizer.param_groups[0]["lr"]
     cosine = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup), eta_min=base_lr * 0.1)
     if warmup == 0:
@@ -346,11 +365,12 @@ def train_task(task: Task, model_config: ModelConfig, train_config: TrainConfig,
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, device)
     loader_rng = torch.Generator().manual_seed(train_config.seed)
-    train_loader = DataLoader(task.train_dataset, batch_size=train_config.batch_size, shuffle=True,
-                              generator=loader_rng)
-    val_loader = DataLoader(task.val_dataset, batch_size=max(256, train_config.batch_size))
+    train_loader = batch_loader(task.train_dataset, train_config.batch_size, shuffle=True, generator=loader_rng)
+    val_loader = batch_loader(task.val_dataset, max(256, train_config.batch_size))
     optimizer = make_optimizer(model, train_config)
-    scheduler = make_scheduler(optimizer, train_config.epochs * len(train_loader), train_config.warmup_fraction)
+    warmup_steps = None if train_config.warmup_fraction is not None else train_config.warmup_steps
+    scheduler = make_scheduler(optimizer, train_config.epochs * len(train_loader),
+                               train_config.warmup_fraction or 0.0, warmup_steps)
     criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     max_seconds = train_config.max_seconds
     if limits.max_train_seconds:
@@ -358,7 +378,49 @@ def train_task(task: Task, model_config: ModelConfig, train_config: TrainConfig,
     accuracy_fn = (lambda m: accuracy(m, task, device)) if task.is_algorithmic else None
     yield from fit(model, train_loader, val_loader, optimizer, criterion, train_config.epochs, device,
                    scheduler=scheduler, grad_clip=train_config.grad_clip, patience=train_config.patience,
-                   accuracy_fn=accuracy_fn, should_stop=should_stop, max_seconds=max_seconds)
+                   accuracy_fn=accuracy_fn, should_stop=should_stop, max_seconds=max_seconds,
+                   solved_epochs=train_config.solved_epochs if task.is_algorithmic else 0,
+                   autocast_dtype=autocast_dtype(train_config.precision, device, model_config))
+
+
+BF16_MIN_WIDTH = 128  # "auto" uses bf16 from this d_model up; narrower models are op-overhead bound
+
+
+def autocast_dtype(precision: str, device: torch.device, model_config: ModelConfig | None = None,
+                   ) -> torch.dtype | None:
+    """bfloat16 for "bf16"; for "auto", where the hardware does bf16 matrix work natively (CPUs
+    with AVX-512 BF16 or AMX, CUDA GPUs that support it) and the model is wide enough to gain.
+
+    Measured on a 2-core AVX-512 BF16 CPU: 4 x 128 trained 1.29x faster in bf16 and 6 x 256
+    1.71x, while minGPT's 3 x 48 sort model ran at 0.69x (casts cost more than its matmuls save).
+    None means float32.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    wide = model_config is None or max(model_config.d_model_configs) >= BF16_MIN_WIDTH
+    return torch.bfloat16 if wide and bf16_is_native(device) else None
+
+
+def bf16_is_native(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
+
+
+def batch_loader(dataset, batch_size: int, shuffle: bool = False,
+                 generator: torch.Generator | None = None) -> DataLoader:
+    """A DataLoader that fetches each batch with one indexing call (`dataset[list_of_indices]`).
+
+    The default DataLoader fetches B examples one by one and stacks them: for a 3x48 model at
+    batch 64 that cost about as much as the training step. Same sampler, so the same order as
+    DataLoader(shuffle=True, generator=...) would give.
+    """
+    sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    # the loader draws a worker seed from `generator` before each epoch, as DataLoader(shuffle=True) does
+    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None,
+                      generator=generator)
 
 
 def format_epoch(event: EpochEvent) -> str:

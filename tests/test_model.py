@@ -1,6 +1,5 @@
 """The models: per-layer widths with projections, causality, any length, honest parameter counts."""
 
-import math
 
 import pytest
 import torch
@@ -267,6 +266,9 @@ def test_attention_weights_are_causal_distributions(model_type):
     assert maps[0][..., 0, 0].allclose(torch.ones(3, 2))  # the first token can only see itself
 
 
-def test_embedding_scale_uses_first_width():
-    model = ConfigurableTransformer(VOCAB, [16, 8], [16, 16], nhead=2)
-    assert math.isclose(model.embed_scale, 4.0)
+def test_embeddings_are_added_to_positions_unscaled():
+    """No sqrt(d_model) factor: it drowned the positions and kept the toy tasks from being solved."""
+    model = ConfigurableTransformer(VOCAB, [16, 8], [16, 16], nhead=2, dropout=0.0).eval()
+    x = torch.randint(0, VOCAB, (2, 5))
+    expected = model.embedding(x) + model.pos_encoding.table[:5]  # (B, T, C) + (T, C)
+    torch.testing.assert_close(model._embed(x), expected)
