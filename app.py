@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +26,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls to outsid
 
 import gradio as gr  # noqa: E402
 
-from core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+import core  # noqa: E402  (the engine loads on first use; see warm_up_engine)
 from core.config import (Limits, ModelConfig, SampleConfig, TaskConfig, TrainConfig,  # noqa: E402
                          as_float, as_int, as_seed, as_switch, as_text, parse_layer_rows)
-from core.data import Task, make_task, task_vocab  # noqa: E402
-from core.figures import (STREAM_UPDATES_PER_SECOND, architecture_figure,  # noqa: E402
-                          attention_figure_for, empty_figure, loss_figure, mask_figure)
-from core.sampling import sample_text  # noqa: E402
-from core.training import (EpochEvent, FitResult, StepEvent, TrainingHistory,  # noqa: E402
-                           configure_threads, format_epoch, release_free_memory, train_task)
 
 ASSETS = Path(__file__).parent / "assets"
 PRESETS: dict[str, dict[str, Any]] = json.loads((ASSETS / "presets.json").read_text())
@@ -59,7 +54,7 @@ class BestModel:
 
     model: Any
     config: ModelConfig
-    task: Task  # data-less (Task.without_data): a session never keeps datasets
+    task: core.data.Task  # data-less (Task.without_data): a session never keeps datasets
     epoch: int | None
     val_loss: float | None
     val_accuracy: float | None
@@ -83,8 +78,8 @@ class Session:
 
     table_config: ModelConfig | None = None  # the layer table's last valid shape, shown on Build
     best: BestModel | None = None
-    history: TrainingHistory | None = None
-    previous_history: TrainingHistory | None = None
+    history: core.training.TrainingHistory | None = None
+    previous_history: core.training.TrainingHistory | None = None
     runs_queued: int = 0
     runs_started: int = 0
     stopped_through: int = 0  # runs numbered up to this one are to stop (or never start)
@@ -95,7 +90,7 @@ class Session:
         self.runs_queued = max(self.runs_queued, self.runs_started)  # a run that bypassed the queue
         if self.history is not None and self.history.step_losses:
             self.previous_history = self.history
-        self.history = TrainingHistory()
+        self.history = core.training.TrainingHistory()
         return self.runs_started
 
     def should_stop(self, run: int) -> bool:
@@ -187,7 +182,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         try:
             task_config = TaskConfig(kind, seq_len, num_digits,
                                      text=as_text(text, "the text") if kind == "text" else None)
-            vocab = task_vocab(task_config.validate(limits))
+            vocab = core.data.task_vocab(task_config.validate(limits))
             config = model_config_from(table, model_type, dropout, len(vocab), limits)
         except ValueError as error:
             kept = ""
@@ -202,7 +197,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         where = ", ".join(f"between layers {i} and {i + 1}" for i in projections) or "none (all widths equal)"
         total = (f"**{config.num_parameters():,} parameters** in {config.num_layers} layers "
                  f"(vocabulary of {config.vocab_size} for the {kind} task). Projections: {where}.")
-        return rows, total, architecture_figure(config), "<span class='tp-ok'>✓ valid model</span>", session
+        return rows, total, core.figures.architecture_figure(config), "<span class='tp-ok'>✓ valid model</span>", session
 
     @user_errors
     def add_layer(table):
@@ -225,7 +220,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
 
     @user_errors
     def show_mask(length):
-        return mask_figure(as_int(length, "mask length", minimum=1, maximum=64))
+        return core.figures.mask_figure(as_int(length, "mask length", minimum=1, maximum=64))
 
     @user_errors
     def task_changed(kind):
@@ -252,11 +247,11 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         """Stream the loss curve and a status line while core's loop trains."""
         this_run = session.start_run()
         if session.should_stop(this_run):
-            yield loss_figure(session.history, session.previous_history), \
+            yield core.figures.loss_figure(session.history, session.previous_history), \
                 "**■ Stopped** before it started: Stop was pressed while this run waited in the queue."
             return
         # Everything that can be wrong is checked before the session's model is touched.
-        task = make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed), limits)
+        task = core.data.make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed), limits)
         model_config = model_config_from(table, model_type, dropout, len(task.vocab), limits)
         patience_value = as_int(patience, "patience", minimum=0)
         train_config = TrainConfig(epochs=as_int(epochs, "epochs"), batch_size=as_int(batch_size, "batch size"),
@@ -270,7 +265,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
             yield from _stream_run(task, kept_task, model_config, train_config, session, this_run, progress)
         finally:
             del task  # the datasets go with it; then the memory they and the run used goes back
-            release_free_memory()
+            core.training.release_free_memory()
 
     @user_errors
     def stop(session: Session):
@@ -279,23 +274,23 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
     def _stream_run(task, kept_task, model_config, train_config, session, this_run, progress):
         last_yield = 0.0
         status = "Starting…"
-        for event in train_task(task, model_config, train_config, lambda: session.should_stop(this_run), limits):
-            if isinstance(event, StepEvent):
+        for event in core.training.train_task(task, model_config, train_config, lambda: session.should_stop(this_run), limits):
+            if isinstance(event, core.training.StepEvent):
                 session.history = event.history
-                if time.monotonic() - last_yield < 1 / STREAM_UPDATES_PER_SECOND:
+                if time.monotonic() - last_yield < 1 / core.figures.STREAM_UPDATES_PER_SECOND:
                     continue
                 progress((event.step, event.total_steps), desc="training", unit="steps")
                 status = _status_line(event, session)
-            elif isinstance(event, EpochEvent):
+            elif isinstance(event, core.training.EpochEvent):
                 record = event.record
                 if record.improved:
                     session.adopt(BestModel(event.best_model, model_config, kept_task, record.epoch,
                                             record.val_loss, record.val_accuracy, "this session's training"))
-                status = format_epoch(event)
-            elif isinstance(event, FitResult):
+                status = core.training.format_epoch(event)
+            elif isinstance(event, core.training.FitResult):
                 status = _final_status(event, session)
             last_yield = time.monotonic()
-            yield loss_figure(session.history, session.previous_history), status
+            yield core.figures.loss_figure(session.history, session.previous_history), status
 
     @user_errors
     def sample_tab(session: Session):
@@ -325,7 +320,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                               temperature=as_float(temperature, "temperature"),
                               top_k=top_k_value or None, top_p=None if top_p_value >= 1 else top_p_value,
                               greedy=bool(greedy), seed=as_seed(seed_text) if seed_text else None)
-        answer = sample_text(best.model, best.task, prompt, config.validate(limits), limits)
+        answer = core.sampling.sample_text(best.model, best.task, prompt, config.validate(limits), limits)
         origin = f"from the best model ({best.summary()})"
         expected = best.task.expected_answer(prompt)
         if expected is None:
@@ -342,8 +337,8 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
             raise ValueError("there is no best model to save yet: train one first")
         folder = Path(tempfile.mkdtemp(prefix="tp-checkpoint-"))
         path = folder / f"{best.task.name}-best-epoch{best.epoch}.safetensors"
-        # the summary keys the CLI writes and `load_checkpoint` reads back
-        save_checkpoint(path, best.model, best.config, best.task,
+        # the summary keys the CLI writes and `core.checkpoint.load_checkpoint` reads back
+        core.checkpoint.save_checkpoint(path, best.model, best.config, best.task,
                         {"best_epoch": best.epoch, "best_val_loss": best.val_loss,
                          "val_accuracy": best.val_accuracy})
         return str(path)
@@ -353,7 +348,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         if file is None:
             return (gr.skip(),) * 4 + (session,)
         name = Path(str(file)).name
-        checkpoint = load_checkpoint(str(file), limits=limits)  # checks everything before building
+        checkpoint = core.checkpoint.load_checkpoint(str(file), limits=limits)  # checks everything before building
         summary = checkpoint.summary
         session.adopt(BestModel(checkpoint.model, checkpoint.model_config, checkpoint.task,
                                 summary["best_epoch"], summary["best_val_loss"], summary["val_accuracy"],
@@ -365,8 +360,8 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         best = session.best
         if best is None:
             raise ValueError("there is no model to look inside yet: train one first")
-        figure, length = attention_figure_for(best.model, best.task, as_text(text, "the example"))
-        return figure, mask_figure(length)
+        figure, length = core.figures.attention_figure_for(best.model, best.task, as_text(text, "the example"))
+        return figure, core.figures.mask_figure(length)
 
     return dict(describe_model=describe_model, add_layer=add_layer, remove_layer=remove_layer,
                 apply_preset=apply_preset, show_mask=show_mask, task_changed=task_changed, train=train,
@@ -374,7 +369,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                 upload=upload, look_inside=look_inside)
 
 
-def _status_line(event: StepEvent, session: Session) -> str:
+def _status_line(event: core.training.StepEvent, session: Session) -> str:
     best = session.best if event.history.best_epoch is not None else None  # this run's best only
     best_text = "" if best is None else f" · best val loss {best.val_loss:.4f} (epoch {best.epoch})"
     accuracy = "" if best is None or best.val_accuracy is None else f" · val accuracy {best.val_accuracy:.1%}"
@@ -384,7 +379,7 @@ def _status_line(event: StepEvent, session: Session) -> str:
             f"{accuracy}{speed} · ~{event.seconds_left:.0f} s left")
 
 
-def _final_status(result: FitResult, session: Session) -> str:
+def _final_status(result: core.training.FitResult, session: Session) -> str:
     marks = {"completed": "✓ Done", "solved": "✓ Solved", "early_stopping": "✓ Early stop", "stopped": "■ Stopped",
              "time_limit": "⏱ Time limit", "diverged": "⚠ Diverged"}
     text = f"**{marks[result.stop_reason]}**: {result.message}."
@@ -405,9 +400,11 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
     """The whole page. Limits come from PLAYGROUND_* environment variables over public-Space defaults."""
     limits = limits or Limits.from_env(Limits.public())
     h = make_handlers(limits)
-    train_concurrency = as_int(os.environ.get("PLAYGROUND_TRAIN_CONCURRENCY", "1"),
+    # 2 runs at once, one torch thread each on 2 vCPUs: one at a time left a core idle, and a
+    # class of 30 pressing Train together finished in 218 s instead of 321 s (bench/classroom.py)
+    train_concurrency = as_int(os.environ.get("PLAYGROUND_TRAIN_CONCURRENCY", "2"),
                                "PLAYGROUND_TRAIN_CONCURRENCY", minimum=1)
-    configure_threads(train_concurrency)  # leave a core for serving pages
+    warm_up_engine(train_concurrency)
     with gr.Blocks(title="Transformer Playground", delete_cache=(3600, 3600)) as demo:
         session = gr.State(Session())
         gr.Markdown("# Transformer Playground\nBuild a causal Transformer layer by layer, see its causal mask, "
@@ -522,7 +519,7 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
         text.blur(h["describe_model"], describe_inputs, describe_outputs, api_name=False, queue=False)
         demo.load(h["describe_model"], describe_inputs, describe_outputs, api_name="describe_model")
         demo.load(h["show_mask"], [mask_len], [mask_plot], api_name="mask")
-        demo.load(lambda: loss_figure(None), None, [loss_plot], api_name=False)
+        demo.load(lambda: core.figures.loss_figure(None), None, [loss_plot], api_name=False)
         add_btn.click(h["add_layer"], [layers], [layers], api_name="add_layer")
         remove_btn.click(h["remove_layer"], [layers], [layers], api_name="remove_layer")
         preset.input(h["apply_preset"], [preset], [layers, model_type], api_name="preset")
@@ -547,10 +544,20 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
                            api_name="upload_checkpoint")
         inside_btn.click(h["look_inside"], [inside_text, session], [attention_plot, inside_mask],
                          api_name="look_inside")
-        demo.load(lambda: empty_figure("Train a model, then press “Show attention”."), None, [attention_plot],
+        demo.load(lambda: core.figures.empty_figure("Train a model, then press “Show attention”."), None, [attention_plot],
                   api_name=False)
     demo.queue(default_concurrency_limit=8)
     return demo
+
+
+def warm_up_engine(train_concurrency: int) -> None:
+    """Load torch and the engine in the background, then give torch its threads.
+
+    The page answers its first request before torch (~1 s of the start) is loaded; a request
+    that needs the engine in that second waits for it on Python's import lock.
+    """
+    threading.Thread(target=lambda: core.training.configure_threads(train_concurrency),
+                     name="engine-warm-up", daemon=True).start()
 
 
 def launch_options() -> dict[str, Any]:
