@@ -2,8 +2,11 @@
 #
 #   make test    build .venv with dev deps (+ Debian chromium if missing), run pytest
 #   make run     build .venv with runtime deps, serve the app on http://127.0.0.1:7860
-#   make bench   measure: the engine (python -m core bench), the page vs the bare loop, then
-#                memory per visitor and 30 visitors at once (bench/; gradio_client needs the dev venv)
+#   make bench   measure: the engine (python -m core bench), the engine beside nanoGPT and minGPT
+#                (bench/peers.py), the page vs the bare loop, then memory per visitor and 30
+#                visitors at once (bench/; gradio_client needs the dev venv).
+#                make bench PEERS=/path/holding/nanoGPT-and-minGPT compares with the peers;
+#                without PEERS only our side of bench/peers.py runs
 #   make clean   remove the venv and caches
 #
 # Works on a fresh Debian machine that has python3 and apt. Never runs
@@ -86,9 +89,11 @@ run: $(VENV)/.installed
 	$(VPY) app.py
 
 BENCH_LOAD_SECONDS ?= 180
+PEERS ?=
 
 bench: $(VENV)/.installed-dev
 	$(VPY) -m core bench
+	$(VPY) -m bench.peers $(if $(PEERS),--peers $(PEERS))
 	$(VPY) -m bench.page
 	$(VPY) -m bench.load $(BENCH_LOAD_SECONDS)
 
