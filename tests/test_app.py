@@ -500,3 +500,123 @@ def test_stop_once_solved_can_be_switched_off(client):
     job = c.submit(*train_args(rows=[[16, 64, 2]], epochs=4, **SMALL_TASK), False, api_name="/train")
     final = list(updates(job))[-1][1]
     assert "trained 4 epochs" in final, final
+
+
+# ---------------------------------------------------------------------------------------------
+# A public Space: hostile input, memory, queued runs
+# ---------------------------------------------------------------------------------------------
+
+def reachable_tensor_bytes(root) -> int:
+    """Bytes of every distinct tensor storage reachable from `root` (not through code or modules)."""
+    import gc
+    import types
+
+    import torch
+
+    seen, storages, todo, total = set(), set(), [root], 0
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, (types.FunctionType, types.ModuleType, type, str, bytes)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            key = obj.untyped_storage().data_ptr()
+            if key not in storages:
+                storages.add(key)
+                total += obj.untyped_storage().nbytes()
+            continue
+        todo.extend(gc.get_referents(obj))
+    return total
+
+
+def test_a_session_keeps_its_model_and_curves_but_never_the_datasets():
+    """A run stopped after one step keeps the best model, not ~86 MB of training data."""
+    handlers = app.make_handlers(Limits.public())
+    session = app.Session()
+    run = handlers["train"](table([[16, 64, 2]]), "configurable", 0.0, "sort", 64, 3, 20_000, 200, "",
+                            5, 64, 3e-3, 0, 0, session, progress=lambda *args, **kwargs: None)
+    next(run)
+    session.stop()
+    list(run)
+    assert session.best is not None and session.best.task.train_dataset is None
+    model_bytes = sum(p.numel() * 4 for p in session.best.model.parameters())
+    kept = reachable_tensor_bytes(session)
+    assert kept < 2 * model_bytes + 1_000_000, f"the session keeps {kept:,} bytes of tensors"
+
+
+def test_a_failed_upload_keeps_the_model_and_its_labels(trained, tmp_path):
+    import safetensors.torch
+
+    before = sample(trained, "2101")
+    path = Path(trained.predict(api_name="/save_checkpoint"))
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    for key, damage in [("val_prompts", '"2101"'), ("summary", "[1]"),
+                        ("summary", '{"val_accuracy": "excellent"}')]:
+        bad = tmp_path / f"damaged-{key}.safetensors"
+        safetensors.torch.save_file(tensors, str(bad), metadata={**metadata, key: damage})
+        with pytest.raises(AppError) as error:
+            trained.predict(handle_file(str(bad)), api_name="/upload_checkpoint")
+        assert f"damaged-{key}.safetensors has damaged metadata" in str(error.value)
+        assert sample(trained, "2101") == before, "the visitor's model and its labels are unchanged"
+
+
+def test_stop_also_cancels_a_run_still_waiting_in_the_queue(client):
+    """Other visitors' runs hold every training slot; mine waits, I press Stop: it never trains."""
+    (train_event,) = [fn for fn in app.demo.fns.values() if fn.api_name == "train"]
+    others = [client() for _ in range(train_event.concurrency_limit)]
+    mine = client()
+    busy = [c.submit(*train_args(rows=[[16, 64, 2]], epochs=200, **SMALL_TASK), api_name="/train") for c in others]
+    try:
+        for job in busy:
+            next(updates(job))  # every slot is taken
+        queued = mine.submit(*train_args(rows=[[16, 64, 2]], epochs=200, **SMALL_TASK), api_name="/train")
+        time.sleep(0.5)  # let it join the queue
+        mine.predict(api_name="/stop")
+    finally:
+        for c in others:
+            c.predict(api_name="/stop")
+    outs = list(updates(queued))
+    assert "Stopped** before it started" in outs[-1][1], outs[-1][1]
+    assert len(outs) == 1, "no step was trained"
+    with pytest.raises(AppError, match="no model to sample from yet"):
+        sample(mine, "2101")
+
+
+def test_stop_when_nothing_runs_does_not_stop_the_next_run(client):
+    c = client()
+    c.predict(api_name="/stop")
+    outs = train(c, rows=[[16, 64, 2]], epochs=1, **SMALL_TASK)
+    assert "Done" in outs[-1][1]
+
+
+@pytest.mark.parametrize("endpoint, args, words", [
+    ("describe_model", (table([[16, 64], [16, 64, 2]]), "configurable", 0.1, "sort", 6, 3, ""),
+     "layer 1: needs d_model, dim_feedforward and nhead"),
+    ("describe_model", (table([[16, 64, 2]]), "configurable", 0.1, "sort", 6, 0, ""),
+     "number of distinct digits must be at least 2"),
+    ("describe_model", (table([[16, 64, 2]]), "configurable", 0.1, "sort", 6, -3, ""),
+     "number of distinct digits must be at least 2"),
+    ("describe_model", (table([[16, 64, 2]]), "configurable", 0.1, "sort", float("nan"), 3, ""),
+     "sequence length must be a whole number, got nan"),
+    ("train", train_args(epochs=float("nan")), "epochs must be a whole number, got nan"),
+    ("train", train_args(seq_len=float("inf")), "sequence length must be a whole number, got inf"),
+    ("train", train_args(seed=2**64), "seed 18446744073709551616 is above the limit of 4,294,967,295"),
+    ("train", train_args(kind="text", text="ab\ud800cd" * 50), "a lone surrogate U+D800"),
+    ("sample", ("2101", True, 1.0, float("nan"), 1.0, 4, ""), "top-k must be a whole number, got nan"),
+    ("mask", (2.5,), "mask length must be a whole number, got 2.5"),
+    ("look_inside", (None,), "the prompt is empty"),
+])
+def test_named_hostile_values_get_specific_messages(app_url, endpoint, args, words):
+    from raw_client import RawVisitor, generic_error
+
+    visitor = RawVisitor(app_url)
+    try:
+        if endpoint in ("sample", "look_inside"):
+            assert visitor.call("train", *train_args(rows=[[16, 64, 2]], epochs=1, **SMALL_TASK))["success"]
+        answer = visitor.call(endpoint, *args)
+    finally:
+        visitor.close()
+    assert generic_error(answer) is None, answer
+    message = answer["error"] if not answer["success"] else answer["data"][3]  # describe shows it inline
+    assert words in message, message
