@@ -125,8 +125,7 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
 
 def _read_header(path: Path) -> dict[str, Any]:
     """The safetensors header (8-byte length, then JSON), read without reading any weight."""
-    unreadable = (f"{path.name} is not a readable .safetensors checkpoint (is it truncated or another "
-                  "kind of file?)")
+    unreadable = _unreadable(path)
     size = path.stat().st_size
     with path.open("rb") as file:
         prefix = file.read(8)
@@ -229,5 +228,8 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:
             return {key: file.get_tensor(key) for key in file.keys()}
     except Exception as error:  # safetensors raises its own error types for bad offsets/truncation
-        raise ValueError(f"{path.name} is not a readable .safetensors checkpoint (is it truncated or another "
-                         f"kind of file?): {error}") from None
+        raise ValueError(f"{_unreadable(path)}: {error}") from None
+
+
+def _unreadable(path: Path) -> str:
+    return f"{path.name} is not a readable .safetensors checkpoint (is it truncated or another kind of file?)"

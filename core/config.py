@@ -105,10 +105,8 @@ def as_int(value: Any, what: str, minimum: int | None = None, maximum: int | Non
             number = float(text)
         except ValueError:
             raise ValueError(f"{what} must be a whole number, got {_short(value)}") from None
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, float):
-        number = value
+    elif isinstance(value, (int, float)):
+        number = value  # an int stays exact: 10**400 would overflow float()
     else:
         try:  # numpy scalars and the like
             number = float(value)
@@ -450,8 +448,8 @@ class TrainConfig:
     """How to train: AdamW, linear warmup then cosine decay, gradient clipping, stopping rules.
 
     `solved_epochs`: an algorithmic task stops once the best model scores 100% held-out exact
-    match and this many epochs have ended at 100% (0 = train every epoch). `precision`: "auto" trains in bfloat16
-    autocast where the hardware does bf16 matrix work natively, else float32.
+    match and this many epochs have ended at 100% (0 = train every epoch). `precision`: "auto"
+    trains in bfloat16 autocast where that pays (see training.autocast_dtype), else float32.
     """
 
     epochs: int = 60
@@ -467,6 +465,12 @@ class TrainConfig:
     max_seconds: float | None = None  # wall-clock budget; None = unlimited
     solved_epochs: int = 3
     precision: str = "auto"
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup steps for a run of `total_steps`: warmup_fraction of them when set, else warmup_steps."""
+        if self.warmup_fraction is not None:
+            return int(total_steps * self.warmup_fraction)
+        return self.warmup_steps
 
     def validate(self, limits: Limits | None = None) -> TrainConfig:
         limits = limits or Limits()
