@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls to outside hosts, ever
@@ -173,17 +174,23 @@ def model_config_from(table, model_type, dropout, vocab_size: int, limits: Limit
 # Handlers
 # ---------------------------------------------------------------------------------------------
 
-def make_handlers(limits: Limits) -> dict[str, Any]:
-    """The page's event handlers, closed over the hosting limits."""
+class PageHandlers:
+    """The page's event handlers, each a short method that reads the hosting limits.
+
+    Plain methods, so tests call them without a server (`make_handlers(limits)["train"](...)`).
+    """
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
 
     @user_errors
-    def describe_model(table, model_type, dropout, kind, seq_len, num_digits, text, session: Session):
+    def describe_model(self, table, model_type, dropout, kind, seq_len, num_digits, text, session: Session):
         """Parameter table, total and width figure for the layer table; the last valid model stays."""
         try:
             task_config = TaskConfig(kind, seq_len, num_digits,
                                      text=as_text(text, "the text") if kind == "text" else None)
-            vocab = core.data.task_vocab(task_config.validate(limits))
-            config = model_config_from(table, model_type, dropout, len(vocab), limits)
+            vocab = core.data.task_vocab(task_config.validate(self.limits))
+            config = model_config_from(table, model_type, dropout, len(vocab), self.limits)
         except ValueError as error:
             kept = ""
             if session.table_config is not None:
@@ -200,30 +207,30 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         return rows, total, core.figures.architecture_figure(config), "<span class='tp-ok'>✓ valid model</span>", session
 
     @user_errors
-    def add_layer(table):
+    def add_layer(self, table):
         rows = table_rows(table)
-        if len(rows) >= limits.max_layers:
+        if len(rows) >= self.limits.max_layers:
             raise ValueError(f"the model already has {len(rows)} layers, the most this page allows")
         return rows + [list(rows[-1]) if rows and isinstance(rows[-1], list) else [48, 192, 3]]
 
     @user_errors
-    def remove_layer(table):
+    def remove_layer(self, table):
         rows = table_rows(table)
         return rows[:-1] if len(rows) > 1 else rows
 
     @user_errors
-    def apply_preset(name):
+    def apply_preset(self, name):
         if name not in PRESETS:
             raise ValueError(f"there is no preset called {name!r}; choose one of: {', '.join(PRESETS)}")
         preset = PRESETS[name]
         return [list(r) for r in preset["layers"]], preset["model_type"]
 
     @user_errors
-    def show_mask(length):
+    def show_mask(self, length):
         return core.figures.mask_figure(as_int(length, "mask length", minimum=1, maximum=64))
 
     @user_errors
-    def task_changed(kind):
+    def task_changed(self, kind):
         """Labels and visibility that follow the task; defaults that fit it."""
         is_text = kind == "text"
         seq_default = {"text": 32, "addition": 6}.get(kind, 6)
@@ -233,7 +240,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                           value=2 if kind == "addition" else 3, visible=not is_text),
                 gr.update(visible=is_text), TASK_HELP.get(kind, ""))
 
-    def note_queued_run(*inputs):
+    def note_queued_run(self, *inputs):
         """The Train event's validator: Gradio calls it as a run joins the queue (see Session)."""
         for session in inputs:
             if isinstance(session, Session):
@@ -241,7 +248,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         return inputs
 
     @user_errors
-    def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
+    def train(self, table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
               epochs, batch_size, lr, seed, patience, session: Session, stop_when_solved=True,
               progress=gr.Progress()):
         """Stream the loss curve and a status line while core's loop trains."""
@@ -251,30 +258,30 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                 "**■ Stopped** before it started: Stop was pressed while this run waited in the queue."
             return
         # Everything that can be wrong is checked before the session's model is touched.
-        task = core.data.make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed), limits)
-        model_config = model_config_from(table, model_type, dropout, len(task.vocab), limits)
+        task = core.data.make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed), self.limits)
+        model_config = model_config_from(table, model_type, dropout, len(task.vocab), self.limits)
         patience_value = as_int(patience, "patience", minimum=0)
         train_config = TrainConfig(epochs=as_int(epochs, "epochs"), batch_size=as_int(batch_size, "batch size"),
                                    lr=as_float(lr, "learning rate"), seed=as_seed(seed),
                                    patience=patience_value or None,
                                    solved_epochs=TrainConfig.solved_epochs if as_switch(
-                                       stop_when_solved, "stop once solved") else 0).validate(limits)
+                                       stop_when_solved, "stop once solved") else 0).validate(self.limits)
         session.table_config = model_config
         kept_task = task.without_data()  # what the session keeps once the run ends
         try:
-            yield from _stream_run(task, kept_task, model_config, train_config, session, this_run, progress)
+            yield from self._stream_run(task, kept_task, model_config, train_config, session, this_run, progress)
         finally:
             del task  # the datasets go with it; then the memory they and the run used goes back
             core.training.release_free_memory()
 
     @user_errors
-    def stop(session: Session):
+    def stop(self, session: Session):
         session.stop()
 
-    def _stream_run(task, kept_task, model_config, train_config, session, this_run, progress):
+    def _stream_run(self, task, kept_task, model_config, train_config, session, this_run, progress):
         last_yield = 0.0
         status = "Starting…"
-        for event in core.training.train_task(task, model_config, train_config, lambda: session.should_stop(this_run), limits):
+        for event in core.training.train_task(task, model_config, train_config, lambda: session.should_stop(this_run), self.limits):
             if isinstance(event, core.training.StepEvent):
                 session.history = event.history
                 if time.monotonic() - last_yield < 1 / core.figures.STREAM_UPDATES_PER_SECOND:
@@ -293,7 +300,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
             yield core.figures.loss_figure(session.history, session.previous_history), status
 
     @user_errors
-    def sample_tab(session: Session):
+    def sample_tab(self, session: Session):
         """What the Sample and Look-inside tabs show for the session's best model."""
         best = session.best
         if best is None:
@@ -308,7 +315,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         return info, gr.update(choices=examples, value=examples[0]), gr.update(value=max_new), examples[0]
 
     @user_errors
-    def sample(prompt, greedy, temperature, top_k, top_p, max_new_tokens, seed, session: Session):
+    def sample(self, prompt, greedy, temperature, top_k, top_p, max_new_tokens, seed, session: Session):
         best = session.best
         if best is None:
             raise ValueError("there is no model to sample from yet: train one (tab 3) or upload a checkpoint")
@@ -320,7 +327,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                               temperature=as_float(temperature, "temperature"),
                               top_k=top_k_value or None, top_p=None if top_p_value >= 1 else top_p_value,
                               greedy=bool(greedy), seed=as_seed(seed_text) if seed_text else None)
-        answer = core.sampling.sample_text(best.model, best.task, prompt, config.validate(limits), limits)
+        answer = core.sampling.sample_text(best.model, best.task, prompt, config.validate(self.limits), self.limits)
         origin = f"from the best model ({best.summary()})"
         expected = best.task.expected_answer(prompt)
         if expected is None:
@@ -331,7 +338,7 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
                 f"<span class='tp-step-hint'>{origin}</span>")
 
     @user_errors
-    def save(session: Session):
+    def save(self, session: Session):
         best = session.best
         if best is None:
             raise ValueError("there is no best model to save yet: train one first")
@@ -344,29 +351,34 @@ def make_handlers(limits: Limits) -> dict[str, Any]:
         return str(path)
 
     @user_errors
-    def upload(file, session: Session):
+    def upload(self, file, session: Session):
         if file is None:
             return (gr.skip(),) * 4 + (session,)
         name = Path(str(file)).name
-        checkpoint = core.checkpoint.load_checkpoint(str(file), limits=limits)  # checks everything before building
+        checkpoint = core.checkpoint.load_checkpoint(str(file), limits=self.limits)  # checks everything before building
         summary = checkpoint.summary
         session.adopt(BestModel(checkpoint.model, checkpoint.model_config, checkpoint.task,
                                 summary["best_epoch"], summary["best_val_loss"], summary["val_accuracy"],
                                 f"the uploaded file {name}"))
-        return (*sample_tab(session), session)
+        return (*self.sample_tab(session), session)
 
     @user_errors
-    def look_inside(text, session: Session):
+    def look_inside(self, text, session: Session):
         best = session.best
         if best is None:
             raise ValueError("there is no model to look inside yet: train one first")
         figure, length = core.figures.attention_figure_for(best.model, best.task, as_text(text, "the example"))
         return figure, core.figures.mask_figure(length)
 
-    return dict(describe_model=describe_model, add_layer=add_layer, remove_layer=remove_layer,
-                apply_preset=apply_preset, show_mask=show_mask, task_changed=task_changed, train=train,
-                note_queued_run=note_queued_run, stop=stop, sample_tab=sample_tab, sample=sample, save=save,
-                upload=upload, look_inside=look_inside)
+
+HANDLER_NAMES = ("describe_model", "add_layer", "remove_layer", "apply_preset", "show_mask", "task_changed",
+                 "train", "note_queued_run", "stop", "sample_tab", "sample", "save", "upload", "look_inside")
+
+
+def make_handlers(limits: Limits) -> dict[str, Any]:
+    """The page's event handlers for the hosting limits, by name."""
+    handlers = PageHandlers(limits)
+    return {name: getattr(handlers, name) for name in HANDLER_NAMES}
 
 
 def _status_line(event: core.training.StepEvent, session: Session) -> str:
@@ -399,11 +411,8 @@ def _final_status(result: core.training.FitResult, session: Session) -> str:
 def build_demo(limits: Limits | None = None) -> gr.Blocks:
     """The whole page. Limits come from PLAYGROUND_* environment variables over public-Space defaults."""
     limits = limits or Limits.from_env(Limits.public())
-    h = make_handlers(limits)
-    # 2 runs at once, one torch thread each on 2 vCPUs: one at a time left a core idle, and a
-    # class of 30 pressing Train together finished in 218 s instead of 321 s (bench/classroom.py)
-    train_concurrency = as_int(os.environ.get("PLAYGROUND_TRAIN_CONCURRENCY", "2"),
-                               "PLAYGROUND_TRAIN_CONCURRENCY", minimum=1)
+    handlers = make_handlers(limits)
+    train_concurrency = _train_concurrency()
     warm_up_engine(train_concurrency)
     with gr.Blocks(title="Transformer Playground", delete_cache=(3600, 3600)) as demo:
         session = gr.State(Session())
@@ -411,143 +420,190 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
                     "train it on a toy task while the loss curve draws itself, then sample from the best model.",
                     elem_id="tp-title")
         with gr.Tabs(elem_id="tabs"):
-            with gr.Tab("1 · Build", id="build", elem_id="tab-build"):
-                with gr.Row():
-                    with gr.Column(scale=3):
-                        preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", elem_id="preset")
-                        layers = gr.Dataframe(value=PRESETS[DEFAULT_PRESET]["layers"], headers=LAYER_HEADERS,
-                                              datatype="number", column_count=(3, "fixed"), interactive=True, type="array",
-                                              label="layers (one row per encoder layer, input at the top)",
-                                              elem_id="layers-df")
-                        with gr.Row():
-                            add_btn = gr.Button("+ add layer", size="sm", elem_id="add-layer-btn")
-                            remove_btn = gr.Button("− remove last layer", size="sm", elem_id="remove-layer-btn")
-                        with gr.Row():
-                            model_type = gr.Radio(["configurable", "simple"], value="configurable",
-                                                  label="model", elem_id="model-type",
-                                                  info="simple = the seed's uniform SimpleTransformer")
-                            dropout = gr.Slider(0, 0.5, value=ModelConfig.dropout, step=0.05, label="dropout",
-                                                elem_id="dropout")
-                        build_msg = gr.Markdown(elem_id="build-msg")
-                    with gr.Column(scale=4):
-                        param_total = gr.Markdown(elem_id="param-total")
-                        params = gr.Dataframe(headers=["part", "parameters"], interactive=False,
-                                              label="parameters per part, in the order the input flows",
-                                              elem_id="param-table")
-                        arch_plot = gr.Plot(label="widths through the stack", elem_id="arch-plot")
-            with gr.Tab("2 · Mask", id="mask", elem_id="tab-mask"):
-                gr.Markdown(
-                    "Row *i* is the token at position *i* predicting the next one; it may look at column *j* "
-                    "only if *j* ≤ *i*. `generate_square_subsequent_mask` puts `0` on and below the diagonal and "
-                    "`-inf` above it; added to the attention scores, `-inf` becomes a weight of exactly 0, so "
-                    "no token can read the future it is asked to predict.")
-                mask_len = gr.Slider(1, 32, value=11, step=1, label="sequence length", elem_id="mask-len")
-                mask_plot = gr.Plot(elem_id="mask-plot")
-            with gr.Tab("3 · Train", id="train", elem_id="tab-train"):
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        kind = gr.Dropdown(list(TASK_HELP), value="sort", label="task", elem_id="task")
-                        task_help = gr.Markdown(TASK_HELP["sort"], elem_id="task-help")
-                        with gr.Row():
-                            seq_len = gr.Number(6, label="sequence length (digits)", elem_id="seq-len")
-                            num_digits = gr.Number(3, label="distinct digits", elem_id="num-digits")
-                        with gr.Row():
-                            train_size = gr.Number(2000, label="training examples per epoch",
-                                                   elem_id="train-size")
-                            val_size = gr.Number(200, label="held-out examples", elem_id="val-size")
-                        text = gr.Textbox(SAMPLE_TEXT, lines=6, max_lines=12, visible=False,
-                                          label="your text (paste anything)", elem_id="text")
-                        with gr.Row():
-                            epochs = gr.Number(TrainConfig.epochs, label="epochs (at most)", elem_id="epochs")
-                            batch_size = gr.Number(64, label="batch size", elem_id="batch-size")
-                        with gr.Row():
-                            lr = gr.Number(3e-3, label="learning rate", elem_id="lr")
-                            seed = gr.Number(0, label="seed", elem_id="seed")
-                            patience = gr.Number(0, label="patience (0 = off)", elem_id="patience")
-                        stop_when_solved = gr.Checkbox(
-                            True, label="stop once solved", elem_id="stop-when-solved",
-                            info=f"ends the run when the best model gets every held-out prompt right and "
-                                 f"{TrainConfig.solved_epochs} epochs have ended at 100% (not for text)")
-                        with gr.Row():
-                            train_btn = gr.Button("Train", variant="primary", elem_id="train-btn")
-                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
-                    with gr.Column(scale=3):
-                        status = gr.Markdown("Press **Train**. The loss curve draws itself as the model learns.",
-                                             elem_id="train-status")
-                        loss_plot = gr.Plot(elem_id="loss-plot")
-            with gr.Tab("4 · Sample", id="sample", elem_id="tab-sample"):
-                sample_info = gr.Markdown("No model yet: train one (tab 3) or upload a checkpoint below.",
-                                          elem_id="sample-info")
-                with gr.Row():
-                    with gr.Column(scale=3):
-                        examples = gr.Dropdown([], label="held-out examples (pick one)", elem_id="examples",
-                                               allow_custom_value=True)
-                        prompt = gr.Textbox(label="prompt", elem_id="prompt", placeholder="e.g. 210120")
-                        sample_btn = gr.Button("Sample", variant="primary", elem_id="sample-btn")
-                        sample_out = gr.Markdown(elem_id="sample-output")
-                    with gr.Column(scale=2):
-                        greedy = gr.Checkbox(True, label="greedy (always the likeliest token)", elem_id="greedy")
-                        temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="temperature (0 = greedy)",
-                                                elem_id="temperature")
-                        top_k = gr.Number(0, label="top-k (0 = off)", elem_id="top-k")
-                        top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p (1 = off)", elem_id="top-p")
-                        max_new = gr.Slider(1, limits.max_new_tokens, value=6, step=1, label="max new tokens",
-                                            elem_id="max-new")
-                        sample_seed = gr.Textbox("", label="sampling seed (empty = random)", elem_id="sample-seed")
-                with gr.Row():
-                    save_btn = gr.Button("Save best checkpoint (.safetensors)", elem_id="save-btn")
-                    checkpoint_file = gr.File(label="checkpoint to download", interactive=False,
-                                              elem_id="checkpoint-file")
-                    upload_file = gr.File(label="upload a checkpoint to sample from", file_types=[".safetensors"],
-                                          elem_id="upload-file")
-            with gr.Tab("5 · Look inside", id="inside", elem_id="tab-inside"):
-                gr.Markdown("The best model's attention weights on one example, per layer and head. Every map is "
-                            "zero above the diagonal: that is the causal mask at work.")
-                with gr.Row():
-                    inside_text = gr.Textbox(label="example (the model's own answer is appended)", elem_id="inside-text")
-                    inside_btn = gr.Button("Show attention", variant="primary", elem_id="inside-btn")
-                with gr.Row():
-                    attention_plot = gr.Plot(elem_id="attention-plot", scale=3)
-                    inside_mask = gr.Plot(elem_id="inside-mask", scale=1)
-
-        # ---- wiring ------------------------------------------------------------------------
-        describe_inputs = [layers, model_type, dropout, kind, seq_len, num_digits, text, session]
-        describe_outputs = [params, param_total, arch_plot, build_msg, session]
-        for component in (layers, model_type, dropout, kind, seq_len, num_digits):
-            component.change(h["describe_model"], describe_inputs, describe_outputs, api_name=False,
-                             show_progress="hidden", queue=False)
-        text.blur(h["describe_model"], describe_inputs, describe_outputs, api_name=False, queue=False)
-        demo.load(h["describe_model"], describe_inputs, describe_outputs, api_name="describe_model")
-        demo.load(h["show_mask"], [mask_len], [mask_plot], api_name="mask")
-        demo.load(lambda: core.figures.loss_figure(None), None, [loss_plot], api_name=False)
-        add_btn.click(h["add_layer"], [layers], [layers], api_name="add_layer")
-        remove_btn.click(h["remove_layer"], [layers], [layers], api_name="remove_layer")
-        preset.input(h["apply_preset"], [preset], [layers, model_type], api_name="preset")
-        mask_len.change(h["show_mask"], [mask_len], [mask_plot], api_name=False, show_progress="hidden")
-        kind.input(h["task_changed"], [kind], [seq_len, num_digits, text, task_help], api_name=False)
-
-        train_event = train_btn.click(
-            h["train"], [layers, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
-                         epochs, batch_size, lr, seed, patience, session, stop_when_solved],
-            [loss_plot, status], api_name="train", concurrency_limit=train_concurrency, concurrency_id="train",
-            validator=h["note_queued_run"], preprocess=False)  # raw values: core checks them all
-        stop_btn.click(h["stop"], [session], None, api_name="stop", concurrency_limit=None, queue=False)
-        sample_tab_outputs = [sample_info, examples, max_new, inside_text]
-        train_event.then(h["sample_tab"], [session], sample_tab_outputs, api_name=False)
-        examples.change(lambda example: example, [examples], [prompt], api_name=False)
-        sample_btn.click(h["sample"], [prompt, greedy, temperature, top_k, top_p, max_new, sample_seed, session],
-                         [sample_out], api_name="sample")
-        prompt.submit(h["sample"], [prompt, greedy, temperature, top_k, top_p, max_new, sample_seed, session],
-                      [sample_out], api_name=False)
-        save_btn.click(h["save"], [session], [checkpoint_file], api_name="save_checkpoint")
-        upload_file.upload(h["upload"], [upload_file, session], [*sample_tab_outputs, session],
-                           api_name="upload_checkpoint")
-        inside_btn.click(h["look_inside"], [inside_text, session], [attention_plot, inside_mask],
-                         api_name="look_inside")
-        demo.load(lambda: core.figures.empty_figure("Train a model, then press “Show attention”."), None, [attention_plot],
-                  api_name=False)
+            build, mask, train = _build_tab(), _mask_tab(), _train_tab()
+            sample, inside = _sample_tab(limits), _inside_tab()
+        _wire_build(demo, handlers, build, mask, train, session)
+        train_event = _wire_train(handlers, build, train, session, train_concurrency)
+        _wire_sample(demo, handlers, train_event, sample, inside, session)
     demo.queue(default_concurrency_limit=8)
     return demo
+
+
+def _train_concurrency() -> int:
+    # 2 runs at once, one torch thread each on 2 vCPUs: one at a time left a core idle, and a
+    # class of 30 pressing Train together finished in 218 s instead of 321 s (bench/classroom.py)
+    return as_int(os.environ.get("PLAYGROUND_TRAIN_CONCURRENCY", "2"), "PLAYGROUND_TRAIN_CONCURRENCY", minimum=1)
+
+
+def _build_tab() -> SimpleNamespace:
+    with gr.Tab("1 · Build", id="build", elem_id="tab-build"), gr.Row():
+        with gr.Column(scale=3):
+            preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", elem_id="preset")
+            layers = gr.Dataframe(value=PRESETS[DEFAULT_PRESET]["layers"], headers=LAYER_HEADERS,
+                                  datatype="number", column_count=(3, "fixed"), interactive=True, type="array",
+                                  label="layers (one row per encoder layer, input at the top)",
+                                  elem_id="layers-df")
+            with gr.Row():
+                add_btn = gr.Button("+ add layer", size="sm", elem_id="add-layer-btn")
+                remove_btn = gr.Button("− remove last layer", size="sm", elem_id="remove-layer-btn")
+            with gr.Row():
+                model_type = gr.Radio(["configurable", "simple"], value="configurable", label="model",
+                                      elem_id="model-type", info="simple = the seed's uniform SimpleTransformer")
+                dropout = gr.Slider(0, 0.5, value=ModelConfig.dropout, step=0.05, label="dropout",
+                                    elem_id="dropout")
+            build_msg = gr.Markdown(elem_id="build-msg")
+        with gr.Column(scale=4):
+            param_total = gr.Markdown(elem_id="param-total")
+            params = gr.Dataframe(headers=["part", "parameters"], interactive=False,
+                                  label="parameters per part, in the order the input flows", elem_id="param-table")
+            arch_plot = gr.Plot(label="widths through the stack", elem_id="arch-plot")
+    return SimpleNamespace(preset=preset, layers=layers, add_btn=add_btn, remove_btn=remove_btn,
+                           model_type=model_type, dropout=dropout, build_msg=build_msg, param_total=param_total,
+                           params=params, arch_plot=arch_plot)
+
+
+def _mask_tab() -> SimpleNamespace:
+    with gr.Tab("2 · Mask", id="mask", elem_id="tab-mask"):
+        gr.Markdown(
+            "Row *i* is the token at position *i* predicting the next one; it may look at column *j* "
+            "only if *j* ≤ *i*. `generate_square_subsequent_mask` puts `0` on and below the diagonal and "
+            "`-inf` above it; added to the attention scores, `-inf` becomes a weight of exactly 0, so "
+            "no token can read the future it is asked to predict.")
+        length = gr.Slider(1, 32, value=11, step=1, label="sequence length", elem_id="mask-len")
+        plot = gr.Plot(elem_id="mask-plot")
+    return SimpleNamespace(length=length, plot=plot)
+
+
+def _train_tab() -> SimpleNamespace:
+    with gr.Tab("3 · Train", id="train", elem_id="tab-train"), gr.Row():
+        with gr.Column(scale=2):
+            tab = _task_widgets()
+            with gr.Row():
+                tab.epochs = gr.Number(TrainConfig.epochs, label="epochs (at most)", elem_id="epochs")
+                tab.batch_size = gr.Number(TrainConfig.batch_size, label="batch size", elem_id="batch-size")
+            with gr.Row():
+                tab.lr = gr.Number(TrainConfig.lr, label="learning rate", elem_id="lr")
+                tab.seed = gr.Number(0, label="seed", elem_id="seed")
+                tab.patience = gr.Number(0, label="patience (0 = off)", elem_id="patience")
+            tab.stop_when_solved = gr.Checkbox(
+                True, label="stop once solved", elem_id="stop-when-solved",
+                info=f"ends the run when the best model gets every held-out prompt right and "
+                     f"{TrainConfig.solved_epochs} epochs have ended at 100% (not for text)")
+            with gr.Row():
+                tab.train_btn = gr.Button("Train", variant="primary", elem_id="train-btn")
+                tab.stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+        with gr.Column(scale=3):
+            tab.status = gr.Markdown("Press **Train**. The loss curve draws itself as the model learns.",
+                                     elem_id="train-status")
+            tab.loss_plot = gr.Plot(elem_id="loss-plot")
+    return tab
+
+
+def _task_widgets() -> SimpleNamespace:
+    kind = gr.Dropdown(list(TASK_HELP), value="sort", label="task", elem_id="task")
+    task_help = gr.Markdown(TASK_HELP["sort"], elem_id="task-help")
+    with gr.Row():
+        seq_len = gr.Number(6, label="sequence length (digits)", elem_id="seq-len")
+        num_digits = gr.Number(3, label="distinct digits", elem_id="num-digits")
+    with gr.Row():
+        train_size = gr.Number(2000, label="training examples per epoch", elem_id="train-size")
+        val_size = gr.Number(200, label="held-out examples", elem_id="val-size")
+    text = gr.Textbox(SAMPLE_TEXT, lines=6, max_lines=12, visible=False, label="your text (paste anything)",
+                      elem_id="text")
+    return SimpleNamespace(kind=kind, task_help=task_help, seq_len=seq_len, num_digits=num_digits,
+                           train_size=train_size, val_size=val_size, text=text)
+
+
+def _sample_tab(limits: Limits) -> SimpleNamespace:
+    with gr.Tab("4 · Sample", id="sample", elem_id="tab-sample"):
+        info = gr.Markdown("No model yet: train one (tab 3) or upload a checkpoint below.", elem_id="sample-info")
+        with gr.Row():
+            with gr.Column(scale=3):
+                examples = gr.Dropdown([], label="held-out examples (pick one)", elem_id="examples",
+                                       allow_custom_value=True)
+                prompt = gr.Textbox(label="prompt", elem_id="prompt", placeholder="e.g. 210120")
+                sample_btn = gr.Button("Sample", variant="primary", elem_id="sample-btn")
+                output = gr.Markdown(elem_id="sample-output")
+            with gr.Column(scale=2):
+                settings = [
+                    gr.Checkbox(True, label="greedy (always the likeliest token)", elem_id="greedy"),
+                    gr.Slider(0, 2, value=1.0, step=0.05, label="temperature (0 = greedy)", elem_id="temperature"),
+                    gr.Number(0, label="top-k (0 = off)", elem_id="top-k"),
+                    gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p (1 = off)", elem_id="top-p"),
+                    gr.Slider(1, limits.max_new_tokens, value=6, step=1, label="max new tokens", elem_id="max-new"),
+                    gr.Textbox("", label="sampling seed (empty = random)", elem_id="sample-seed"),
+                ]
+        with gr.Row():
+            save_btn = gr.Button("Save best checkpoint (.safetensors)", elem_id="save-btn")
+            checkpoint_file = gr.File(label="checkpoint to download", interactive=False, elem_id="checkpoint-file")
+            upload_file = gr.File(label="upload a checkpoint to sample from", file_types=[".safetensors"],
+                                  elem_id="upload-file")
+    return SimpleNamespace(info=info, examples=examples, prompt=prompt, sample_btn=sample_btn, output=output,
+                           settings=settings, max_new=settings[4], save_btn=save_btn,
+                           checkpoint_file=checkpoint_file, upload_file=upload_file)
+
+
+def _inside_tab() -> SimpleNamespace:
+    with gr.Tab("5 · Look inside", id="inside", elem_id="tab-inside"):
+        gr.Markdown("The best model's attention weights on one example, per layer and head. Every map is "
+                    "zero above the diagonal: that is the causal mask at work.")
+        with gr.Row():
+            text = gr.Textbox(label="example (the model's own answer is appended)", elem_id="inside-text")
+            button = gr.Button("Show attention", variant="primary", elem_id="inside-btn")
+        with gr.Row():
+            attention_plot = gr.Plot(elem_id="attention-plot", scale=3)
+            mask_plot = gr.Plot(elem_id="inside-mask", scale=1)
+    return SimpleNamespace(text=text, button=button, attention_plot=attention_plot, mask_plot=mask_plot)
+
+
+def _wire_build(demo, h, build, mask, train, session) -> None:
+    """The Build and Mask tabs: the parameter count follows every edit of the model or the task."""
+    describe_inputs = [build.layers, build.model_type, build.dropout, train.kind, train.seq_len, train.num_digits,
+                       train.text, session]
+    describe_outputs = [build.params, build.param_total, build.arch_plot, build.build_msg, session]
+    for component in (build.layers, build.model_type, build.dropout, train.kind, train.seq_len, train.num_digits):
+        component.change(h["describe_model"], describe_inputs, describe_outputs, api_name=False,
+                         show_progress="hidden", queue=False)
+    train.text.blur(h["describe_model"], describe_inputs, describe_outputs, api_name=False, queue=False)
+    demo.load(h["describe_model"], describe_inputs, describe_outputs, api_name="describe_model")
+    demo.load(h["show_mask"], [mask.length], [mask.plot], api_name="mask")
+    demo.load(lambda: core.figures.loss_figure(None), None, [train.loss_plot], api_name=False)
+    build.add_btn.click(h["add_layer"], [build.layers], [build.layers], api_name="add_layer")
+    build.remove_btn.click(h["remove_layer"], [build.layers], [build.layers], api_name="remove_layer")
+    build.preset.input(h["apply_preset"], [build.preset], [build.layers, build.model_type], api_name="preset")
+    mask.length.change(h["show_mask"], [mask.length], [mask.plot], api_name=False, show_progress="hidden")
+    train.kind.input(h["task_changed"], [train.kind], [train.seq_len, train.num_digits, train.text, train.task_help],
+                     api_name=False)
+
+
+def _wire_train(h, build, train, session, train_concurrency: int):
+    """Train streams into its own queue (a validator counts queued runs, so Stop reaches them); Stop
+    shares no output with the stream."""
+    inputs = [build.layers, build.model_type, build.dropout, train.kind, train.seq_len, train.num_digits,
+              train.train_size, train.val_size, train.text, train.epochs, train.batch_size, train.lr, train.seed,
+              train.patience, session, train.stop_when_solved]
+    train_event = train.train_btn.click(
+        h["train"], inputs, [train.loss_plot, train.status], api_name="train", concurrency_limit=train_concurrency,
+        concurrency_id="train", validator=h["note_queued_run"], preprocess=False)  # raw values: core checks all
+    train.stop_btn.click(h["stop"], [session], None, api_name="stop", concurrency_limit=None, queue=False)
+    return train_event
+
+
+def _wire_sample(demo, h, train_event, sample, inside, session) -> None:
+    """The Sample and Look-inside tabs follow the session's best model, trained or uploaded."""
+    sample_tab_outputs = [sample.info, sample.examples, sample.max_new, inside.text]
+    train_event.then(h["sample_tab"], [session], sample_tab_outputs, api_name=False)
+    sample.examples.change(lambda example: example, [sample.examples], [sample.prompt], api_name=False)
+    sample_inputs = [sample.prompt, *sample.settings, session]
+    sample.sample_btn.click(h["sample"], sample_inputs, [sample.output], api_name="sample")
+    sample.prompt.submit(h["sample"], sample_inputs, [sample.output], api_name=False)
+    sample.save_btn.click(h["save"], [session], [sample.checkpoint_file], api_name="save_checkpoint")
+    sample.upload_file.upload(h["upload"], [sample.upload_file, session], [*sample_tab_outputs, session],
+                              api_name="upload_checkpoint")
+    inside.button.click(h["look_inside"], [inside.text, session], [inside.attention_plot, inside.mask_plot],
+                        api_name="look_inside")
+    demo.load(lambda: core.figures.empty_figure("Train a model, then press “Show attention”."), None,
+              [inside.attention_plot], api_name=False)
 
 
 def warm_up_engine(train_concurrency: int) -> None:
