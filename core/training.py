@@ -7,6 +7,7 @@ print a line per epoch from the same loop. `train_model` is the seed's API over 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import math
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
@@ -240,8 +242,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
                 break
             step_start = time.perf_counter()
             x, y = x.to(device), y.to(device)  # (B, T), (B, T)
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16,
-                                enabled=autocast_dtype is not None):
+            with precision_context(device, autocast_dtype):
                 logits = model(x)  # (B, T) -> (B, T, V)
                 loss = flat_loss(criterion, logits, y)
             if not torch.isfinite(loss):
@@ -392,8 +393,8 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
     """bfloat16 for "bf16"; for "auto", where the hardware does bf16 matrix work natively (CPUs
     with AVX-512 BF16 or AMX, CUDA GPUs that support it) and the model is wide enough to gain.
 
-    Measured on a 2-core AVX-512 BF16 CPU (bench/peers.py): 4 x 128 trained 1.21x faster in
-    bf16 and 6 x 256 1.33x, while minGPT's 3 x 48 sort model ran at 0.69x (the casts cost more
+    Measured on a 2-core AVX-512 BF16 CPU (bench/peers.py, attention on the math kernel as
+    `precision_context` sets it): 4 x 128 trained 1.50x faster in bf16 and 6 x 256 1.58x, while minGPT's 3 x 48 sort model ran at 0.69x (the casts cost more
     than its small matmuls save). None means float32.
     """
     if precision == "fp32":
@@ -402,6 +403,23 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
         return torch.bfloat16
     wide = model_config is None or max(model_config.d_model_configs) >= BF16_MIN_WIDTH
     return torch.bfloat16 if wide and bf16_is_native(device) else None
+
+
+@contextlib.contextmanager
+def precision_context(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+    """Autocast to `dtype` (None: plain float32); for bf16 on a CPU, attention on the math kernel.
+
+    PyTorch's CPU flash-attention kernel is the faster one in float32 but not in bf16, where its
+    backward is slow for small heads. Measured forward + backward of causal attention on 2 cores,
+    head size 32: (64, 4, 64) flash 22.7 ms, math 10.6 ms; (32, 8, 128) flash 53.0 ms, math 31.0 ms.
+    The kernel is chosen in the forward pass and the backward follows it.
+    """
+    with contextlib.ExitStack() as stack:
+        if dtype is not None:
+            stack.enter_context(torch.autocast(device.type, dtype=dtype))
+            if device.type == "cpu" and dtype == torch.bfloat16:
+                stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        yield
 
 
 def bf16_is_native(device: torch.device) -> bool:

@@ -555,6 +555,26 @@ def test_bf16_and_fp32_loss_curves_agree():
     assert curves["fp32"] != curves["bf16"], "bf16 really ran"
 
 
+def attention_kernels_run(dtype):
+    """Names of the attention kernels one training step of a small model runs under `dtype`."""
+    model = build_model(ModelConfig(7, [32, 32], [64, 64], 2, 0.0))
+    x = torch.randint(7, (4, 6))  # (B, T)
+    with torch.profiler.profile() as profile:
+        with training.precision_context(torch.device("cpu"), dtype):
+            loss = model(x).float().logsumexp(-1).mean()  # (B, T, V) -> ()
+        loss.backward()
+    return {e.key for e in profile.key_averages() if "scaled_dot_product" in e.key}
+
+
+def test_cpu_bf16_attention_runs_on_the_math_kernel_and_float32_keeps_flash():
+    """bf16 on a CPU picks the math kernel, forward and backward (its flash backward is slow);
+    float32 keeps PyTorch's default choice, the flash kernel."""
+    bf16 = attention_kernels_run(torch.bfloat16)
+    fp32 = attention_kernels_run(None)
+    assert bf16 and not any("flash" in name for name in bf16), bf16
+    assert any("flash" in name for name in fp32), fp32
+
+
 def test_auto_precision_uses_bf16_only_where_it_pays(monkeypatch):
     cpu = torch.device("cpu")
     wide, narrow = ModelConfig(5, [128, 128], [256, 256], 4), ModelConfig(5, [48], [192], 3)
