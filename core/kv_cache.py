@@ -29,20 +29,36 @@ def supports_kv_cache(model: nn.Module) -> bool:
 
 
 class LayerCache:
-    """The keys and values one encoder layer has computed so far, (B, H, T_past, Dh) each."""
+    """The keys and values one encoder layer has computed so far, (B, H, T_past, Dh) each.
+
+    They live in buffers that double when full, so appending a token writes one position instead
+    of copying every past one (a `torch.cat` per token was a tenth of the sampling time).
+    """
 
     def __init__(self) -> None:
-        self.keys: torch.Tensor | None = None
+        self.keys: torch.Tensor | None = None  # (B, H, capacity, Dh)
         self.values: torch.Tensor | None = None
+        self.length = 0
 
     def extend(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keep the new positions' keys and values; return all, (B, H, T_past + T_new, Dh) each."""
+        end = self.length + keys.size(2)
+        if self.keys is None or end > self.keys.size(2):
+            self._grow(keys, max(end, 2 * self.length))
+        # (B, H, T_new, Dh) into positions T_past .. T_past + T_new - 1
+        self.keys[:, :, self.length:end] = keys
+        self.values[:, :, self.length:end] = values
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def _grow(self, like: torch.Tensor, capacity: int) -> None:
+        """New buffers of `capacity` positions holding the positions kept so far."""
+        b, h, _, dh = like.shape
+        keys, values = (like.new_empty(b, h, capacity, dh) for _ in range(2))
         if self.keys is not None:
-            # (B, H, T_past, Dh) + (B, H, T_new, Dh) -> (B, H, T_past + T_new, Dh)
-            keys = torch.cat([self.keys, keys], dim=2)
-            values = torch.cat([self.values, values], dim=2)
+            keys[:, :, :self.length] = self.keys[:, :, :self.length]
+            values[:, :, :self.length] = self.values[:, :, :self.length]
         self.keys, self.values = keys, values
-        return keys, values
 
 
 def _attention_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: LayerCache,
