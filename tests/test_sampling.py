@@ -299,10 +299,11 @@ def test_cache_holds_only_keys_and_values_never_a_weight():
     layers = m.encoder_layers()
     assert len(decoder.caches) == len(layers)
     for layer, cache in zip(layers, decoder.caches):
-        assert set(vars(cache)) == {"keys", "values"}
+        assert set(vars(cache)) == {"keys", "values", "length"} and cache.length == 5
         heads = layer.self_attn.num_heads
         for kept in (cache.keys, cache.values):
-            assert kept.shape == (3, heads, 5, layer.self_attn.embed_dim // heads)  # (B, H, T, Dh)
+            # (B, H, capacity, Dh), the first `length` positions in use
+            assert kept.shape[:2] + kept.shape[3:] == (3, heads, layer.self_attn.embed_dim // heads)
             assert kept.untyped_storage().data_ptr() not in weights
 
 
