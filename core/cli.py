@@ -16,6 +16,7 @@ from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .config import ModelConfig, SampleConfig, TaskConfig, TrainConfig, parse_int_list
 from .data import make_task
 from .sampling import sample_text
+from .tasks import TASKS, task_kind
 from .training import EpochEvent, FitResult, format_epoch, resolve_device, train_task
 
 
@@ -33,13 +34,13 @@ def _build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a causal Transformer on a toy task",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     task = train.add_argument_group("task")
-    task.add_argument("--task", default="sort", choices=["sort", "copy", "reverse", "addition", "text"])
-    task.add_argument("--seq-len", type=int, default=None,
-                      help="digits per prompt (sort/copy/reverse, default 6) or context length (text, default 64)")
-    task.add_argument("--num-digits", type=int, default=None,
-                      help="distinct digits (sort/copy/reverse, default 3) or digits per number (addition, default 2)")
-    task.add_argument("--train-size", type=int, default=2000, help="training examples per epoch")
-    task.add_argument("--val-size", type=int, default=200, help="held-out validation examples")
+    task.add_argument("--task", default=TaskConfig.kind, choices=list(TASKS),
+                      help="; ".join(f"{kind.name}: {kind.help}".replace("`", "").replace("%", "%%")
+                                     for kind in TASKS.values()))
+    for name, flag in (("seq_len", "--seq-len"), ("num_digits", "--num-digits")):
+        task.add_argument(flag, type=int, default=None, help=_field_help(name))
+    task.add_argument("--train-size", type=int, default=TaskConfig.train_size, help="training examples per epoch")
+    task.add_argument("--val-size", type=int, default=TaskConfig.val_size, help="held-out validation examples")
     task.add_argument("--text-file", type=Path, help="UTF-8 text for --task text")
     model = train.add_argument_group("model")
     model.add_argument("--model", default="configurable", choices=["configurable", "simple"])
@@ -65,7 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--grad-clip", type=float, default=TrainConfig.grad_clip, help="max gradient norm (0 = off)")
     opt.add_argument("--patience", type=int, default=None, help="stop after this many epochs without improvement")
     opt.add_argument("--max-seconds", type=float, default=None, help="wall-clock budget for training")
-    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--seed", type=int, default=TaskConfig.seed)
     opt.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     train.add_argument("--out", type=Path, default=Path("runs/latest"),
                        help="folder for best.safetensors and history.json")
@@ -76,7 +77,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--checkpoint", type=Path, required=True)
     sample.add_argument("--prompt", required=True)
     sample.add_argument("--max-new-tokens", type=int, default=None,
-                        help="default: the answer length for algorithmic tasks, 200 for text")
+                        help="default: the answer's length for algorithmic tasks, "
+                             f"{TASKS['text'].sample_tokens} for text")
     sample.add_argument("--temperature", type=float, default=1.0, help="0 means greedy")
     sample.add_argument("--top-k", type=int, default=None)
     sample.add_argument("--top-p", type=float, default=None)
@@ -90,18 +92,23 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _field_help(name: str) -> str:
+    """What a task number means for each task that reads it, with its default, from the registry."""
+    uses = [f"{kind.name}: {field.what}, default {field.default}"
+            for kind in TASKS.values() if (field := kind.field(name)) is not None]
+    return "; ".join(uses)
+
+
 def _task_config(args: argparse.Namespace) -> TaskConfig:
     text = None
-    if args.task == "text":
+    if task_kind(args.task).needs_text:
         if args.text_file is None:
-            raise ValueError("--task text needs --text-file PATH")
+            raise ValueError(f"--task {args.task} needs --text-file PATH")
         try:
             text = args.text_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise ValueError(f"cannot read --text-file {args.text_file}: {error}") from None
-    seq_len = args.seq_len if args.seq_len is not None else (64 if args.task == "text" else 6)
-    num_digits = args.num_digits if args.num_digits is not None else (2 if args.task == "addition" else 3)
-    return TaskConfig(args.task, seq_len, num_digits, args.train_size, args.val_size, args.seed, text)
+    return TaskConfig(args.task, args.seq_len, args.num_digits, args.train_size, args.val_size, args.seed, text)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -160,9 +167,7 @@ def _prepare_out(out: Path) -> None:
 def _sample(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint, resolve_device(args.device))
     task = checkpoint.task
-    max_new = args.max_new_tokens
-    if max_new is None:
-        max_new = task.problem.answer_len if task.problem is not None else 200
+    max_new = task.sample_tokens if args.max_new_tokens is None else args.max_new_tokens
     config = SampleConfig(max_new, args.temperature, args.top_k, args.top_p, args.greedy, args.seed)
     answer = sample_text(checkpoint.model, task, args.prompt, config)
     expected = task.expected_answer(args.prompt)

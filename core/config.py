@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 MODEL_TYPES = ("configurable", "simple")
-TASK_KINDS = ("sort", "copy", "reverse", "addition", "text")
 MAX_SEED = 2**32 - 1  # what every seeded library here accepts (torch takes more, numpy does not)
 TEXT_CONTROL_ALLOWED = "\n\t"  # the only control characters a text may hold
 
@@ -369,15 +368,17 @@ def parse_layer_rows(rows: Iterable[Sequence[Any]]) -> tuple[list[int], list[int
 class TaskConfig:
     """A toy sequence task.
 
-    sort / copy / reverse: `seq_len` digits drawn from the first `num_digits` digits (minGPT's
-    sort demo is seq_len 6, num_digits 3). addition: two `num_digits`-digit numbers (minGPT's
-    adder's ndigit). text: next-character prediction on `text` with `seq_len` characters of
-    context; the last 10% of the text is held out for validation.
+    `kind` names an entry of the task registry (`core.tasks.TASKS`), which says which of
+    `seq_len` and `num_digits` the task reads, their bounds and defaults. sort / copy / reverse:
+    `seq_len` digits drawn from the first `num_digits` digits (minGPT's sort demo is seq_len 6,
+    num_digits 3). addition: two `num_digits`-digit numbers (minGPT's adder's ndigit). parity and
+    brackets: a `seq_len`-character string, answered Y or N. text: next-character prediction on
+    `text` with `seq_len` characters of context; the last 10% of the text is held out.
     """
 
     kind: str = "sort"
-    seq_len: int = 6
-    num_digits: int = 3
+    seq_len: int | None = None  # None: the task's default (see the registry)
+    num_digits: int | None = None
     train_size: int = 2000
     val_size: int = 200
     seed: int = 0
@@ -388,33 +389,37 @@ class TaskConfig:
 
         `need_text=False` is for a task rebuilt from a checkpoint, which never carries the text.
         """
+        from .tasks import make_problem, task_kind  # the registry reads these configs: imported late
+
         limits = limits or Limits()
-        if self.kind not in TASK_KINDS:
-            raise ValueError(f"task must be one of {', '.join(TASK_KINDS)}, got {_short(self.kind)}")
+        kind = task_kind(self.kind)
         self.seed = as_seed(self.seed)
         self.train_size = as_int(self.train_size, "train size", minimum=1, maximum=limits.max_train_size,
                                  limit_name="max_train_size")
         self.val_size = as_int(self.val_size, "validation size", minimum=1, maximum=limits.max_train_size,
                                limit_name="max_train_size")
-        if self.kind == "text":
+        for number in kind.fields:
+            bound = number.maximum
+            limit_name = bound if isinstance(bound, str) else None
+            value = getattr(self, number.name)
+            setattr(self, number.name, as_int(number.default if value is None else value, number.what,
+                                              minimum=number.minimum,
+                                              maximum=getattr(limits, bound) if limit_name else bound,
+                                              limit_name=limit_name))
+        if kind.needs_text:
             self._validate_text(limits, need_text)
-        elif self.kind == "addition":
-            self.num_digits = as_int(self.num_digits, "digits per number", minimum=1, maximum=9)
-            if 3 * self.num_digits + 2 > limits.max_seq_len:
-                raise ValueError(f"{self.num_digits}-digit addition needs sequences longer than the "
-                                 f"limit of {limits.max_seq_len}")
-        else:
-            self.seq_len = as_int(self.seq_len, "sequence length", minimum=1)
-            if 2 * self.seq_len - 1 > limits.max_seq_len:
-                raise ValueError(f"sequence length {self.seq_len} makes model inputs of "
-                                 f"{2 * self.seq_len - 1} tokens, above the limit of "
-                                 f"{limits.max_seq_len} (set by {env_var_for('max_seq_len')})")
-            self.num_digits = as_int(self.num_digits, "number of distinct digits", minimum=2, maximum=10)
+            return self
+        length = kind.fields[0]
+        value = getattr(self, length.name)
+        # a prompt is at least `value` tokens long: past the limit, don't build a huge one to count it
+        block_size = make_problem(self).block_size if value <= limits.max_seq_len else None
+        if block_size is None or block_size > limits.max_seq_len:
+            tokens = block_size or f"more than {limits.max_seq_len}"
+            raise ValueError(f"{length.what} {value} makes model inputs of {tokens} tokens, above the limit "
+                             f"of {limits.max_seq_len} (set by {env_var_for('max_seq_len')})")
         return self
 
     def _validate_text(self, limits: Limits, need_text: bool) -> None:
-        self.seq_len = as_int(self.seq_len, "context length", minimum=1, maximum=limits.max_seq_len,
-                              limit_name="max_seq_len")
         if self.text is None and not need_text:
             return
         if not isinstance(self.text, str) or not self.text.strip():

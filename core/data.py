@@ -1,6 +1,6 @@
 """Toy sequence tasks: a vocabulary, seeded disjoint train/validation sets, and the right answers.
 
-Algorithmic tasks (sort, copy, reverse, addition) are a prompt followed by its answer. As in
+Algorithmic tasks (every entry of `core.tasks.TASKS` but text) are a prompt followed by its answer. As in
 minGPT's sort and adder demos, the loss counts only the answer tokens (the prompt positions get
 IGNORE_INDEX), and a task scores a model by the exact match of its greedy answers on held-out
 prompts. The "text" task is plain next-character prediction.
@@ -9,13 +9,14 @@ prompts. The "text" task is plain next-character prediction.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from .config import Limits, TaskConfig, check_text
+from .tasks import Problem, make_problem, task_kind
 
 IGNORE_INDEX = -100  # nn.CrossEntropyLoss's default ignore_index
 TEXT_VALIDATION_FRACTION = 0.1
@@ -53,66 +54,6 @@ class Vocab:
     def describe(self, limit: int = 40) -> str:
         shown = "".join(self.tokens[:limit]).replace("\n", "\u23ce")
         return shown + ("..." if len(self.tokens) > limit else "")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """An algorithmic task's format: how prompts look and what their answers are."""
-
-    symbols: str  # the prompt is built from `length` of these
-    length: int
-    format_prompt: Callable[[str], str]  # raw symbols -> prompt text
-    solve: Callable[[str], str]  # prompt text -> answer text
-    answer_len: int
-    extra_tokens: str = ""
-    example_hint: str = ""
-
-    @property
-    def space_size(self) -> int:
-        return len(self.symbols) ** self.length
-
-    @property
-    def prompt_len(self) -> int:
-        return len(self.format_prompt(self.symbols[0] * self.length))
-
-    def prompt_from_index(self, index: int) -> str:
-        base, digits = len(self.symbols), []
-        for _ in range(self.length):
-            index, r = divmod(index, base)
-            digits.append(self.symbols[r])
-        return self.format_prompt("".join(reversed(digits)))
-
-    def random_prompt(self, rng: random.Random) -> str:
-        return self.format_prompt("".join(rng.choice(self.symbols) for _ in range(self.length)))
-
-
-def _addition_problem(n: int) -> Problem:
-    def fmt(raw: str) -> str:
-        return f"{raw[:n]}+{raw[n:]}="
-
-    def solve(prompt: str) -> str:
-        a, b = prompt.rstrip("=").split("+")
-        return f"{int(a) + int(b):0{n + 1}d}"
-
-    return Problem("0123456789", 2 * n, fmt, solve, n + 1, extra_tokens="+=",
-                   example_hint=f"two {n}-digit numbers, zero-padded, like {'4' * n}+{'7' * n}=")
-
-
-def make_problem(config: TaskConfig) -> Problem:
-    """The prompt/answer format of an algorithmic task."""
-    if config.kind == "addition":
-        return _addition_problem(config.num_digits)
-    symbols = "0123456789"[: config.num_digits]
-    solvers: dict[str, Callable[[str], str]] = {
-        "sort": lambda p: "".join(sorted(p)),
-        "copy": lambda p: p,
-        "reverse": lambda p: p[::-1],
-    }
-    if config.kind not in solvers:
-        raise ValueError(f"{config.kind!r} is not an algorithmic task")
-    hint = f"{config.seq_len} digits from {symbols[0]}-{symbols[-1]}"
-    return Problem(symbols, config.seq_len, lambda raw: raw, solvers[config.kind], config.seq_len,
-                   example_hint=hint)
 
 
 class TextWindows(Dataset):
@@ -159,6 +100,11 @@ class Task:
     @property
     def name(self) -> str:
         return self.config.kind
+
+    @property
+    def sample_tokens(self) -> int:
+        """How many tokens to sample by default: the answer's length, or the registry's for text."""
+        return self.problem.answer_len if self.problem is not None else task_kind(self.name).sample_tokens
 
     @property
     def is_algorithmic(self) -> bool:
@@ -217,7 +163,7 @@ def text_openings(text: str, count: int = 20) -> list[str]:
 def make_task(config: TaskConfig, limits: Limits | None = None) -> Task:
     """A task with its seeded datasets. Same config -> same data; train and validation disjoint."""
     config.validate(limits)
-    if config.kind == "text":
+    if task_kind(config.kind).needs_text:
         return _make_text_task(config)
     problem = make_problem(config)
     vocab = task_vocab(config)
@@ -231,8 +177,8 @@ def make_task(config: TaskConfig, limits: Limits | None = None) -> Task:
         y[:, : problem.prompt_len - 1] = IGNORE_INDEX  # only the answer is learned
         return TensorDataset(x, y)
 
-    return Task(config, vocab, problem.prompt_len + problem.answer_len - 1, problem,
-                encode_all(train_prompts), encode_all(val_prompts), val_prompts)
+    return Task(config, vocab, problem.block_size, problem, encode_all(train_prompts), encode_all(val_prompts),
+                val_prompts)
 
 
 def held_out_start(text: str) -> int:
@@ -242,7 +188,7 @@ def held_out_start(text: str) -> int:
 
 def task_vocab(config: TaskConfig) -> Vocab:
     """The vocabulary a task will have, without building its datasets (the page sizes models with it)."""
-    if config.kind == "text":
+    if task_kind(config.kind).needs_text:
         if not config.text:
             raise ValueError("the text task needs some text: paste a few paragraphs")
         return Vocab(sorted(set(config.text)))
@@ -257,14 +203,14 @@ def task_for_checkpoint(config: TaskConfig, tokens: list[str], block_size: int,
     `config` must be validated. Everything else a file claims is checked against what the task
     itself implies, so a tampered file can't bring an odd vocabulary, length or prompt.
     """
-    if config.kind == "text":
+    if task_kind(config.kind).needs_text:
         if not all(isinstance(t, str) and len(t) == 1 for t in tokens):
             raise ValueError("its vocabulary must be single characters")
         check_text("".join(tokens), "its vocabulary")
         vocab, problem, expected_block = Vocab(tokens), None, config.seq_len
     else:
         vocab, problem = task_vocab(config), make_problem(config)
-        expected_block = problem.prompt_len + problem.answer_len - 1
+        expected_block = problem.block_size
         if tokens != vocab.tokens:
             raise ValueError(f"its vocabulary {_short_tokens(tokens)} is not the {config.kind} task's "
                              f"{_short_tokens(vocab.tokens)}")

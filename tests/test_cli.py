@@ -123,7 +123,7 @@ def test_train_and_sample_text(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["train", "--bogus"], r"unrecognized arguments: --bogus \(see --help\)"),
     (["train", "--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
-    (["train", "--task", "parity"], "argument --task: invalid choice: 'parity'"),
+    (["train", "--task", "palindrome"], "argument --task: invalid choice: 'palindrome'"),
     (["train", "--d-model", "abc"], "error: --d-model item 1 must be a whole number, got 'abc'"),
     (["train", "--d-model", "48,0,48"], "error: layer 2: d_model must be at least 1, got 0"),
     (["train", "--d-model", "48,48", "--dim-feedforward", "96"],

@@ -266,7 +266,7 @@ def test_limits_from_env_bad_values(name, raw, message):
 # --- TaskConfig -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(kind="parity"), "task must be one of sort, copy, reverse, addition, text"),
+    (dict(kind="palindrome"), "task must be one of sort, copy, reverse, addition, parity, brackets, text"),
     (dict(train_size=0), "train size must be at least 1"),
     (dict(val_size=0), "validation size must be at least 1"),
     (dict(seed=-1), "seed must be at least 0"),
