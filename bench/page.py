@@ -26,6 +26,7 @@ from gradio_client import Client  # noqa: E402
 
 import app  # noqa: E402
 from core import ModelConfig, TaskConfig, TrainConfig, make_task, train_task  # noqa: E402
+from page.inputs import DEFAULT_PRESET, LAYER_HEADERS, PRESETS  # noqa: E402
 
 
 def _free_port() -> int:
@@ -44,7 +45,7 @@ def _visitor(url: str, index: int) -> list[float]:
     latencies = []
     for i in range(REQUESTS_EACH):
         width = 16 * (1 + (index + i) % 4)
-        rows = {"headers": app.LAYER_HEADERS, "data": [[width, 4 * width, 4]] * (1 + i % 3), "metadata": None}
+        rows = {"headers": LAYER_HEADERS, "data": [[width, 4 * width, 4]] * (1 + i % 3), "metadata": None}
         start = time.perf_counter()
         if i % 2:
             client.predict(8 + i, api_name="/mask")
@@ -62,7 +63,7 @@ def visitors(url: str) -> None:
 
 
 def classroom(url: str, layers: list[list[int]], epochs: int) -> None:
-    table = {"headers": app.LAYER_HEADERS, "data": layers, "metadata": None}
+    table = {"headers": LAYER_HEADERS, "data": layers, "metadata": None}
     trainer = Client(url, analytics_enabled=False, verbose=False)
     start = time.perf_counter()
     job = trainer.submit(table, "configurable", 0.1, "sort", 6, 3, 2000, 200, "", epochs, 64, 3e-3, 0, 0,
@@ -79,7 +80,7 @@ def classroom(url: str, layers: list[list[int]], epochs: int) -> None:
 
 
 def main(epochs: int = 12) -> None:
-    layers = app.PRESETS[app.DEFAULT_PRESET]["layers"]
+    layers = PRESETS[DEFAULT_PRESET]["layers"]
     task = make_task(TaskConfig("sort", 6, 3, 2000, 200, seed=0))
     model_config = ModelConfig(len(task.vocab), [r[0] for r in layers], [r[1] for r in layers], layers[0][2], 0.1)
     start = time.perf_counter()
@@ -91,7 +92,7 @@ def main(epochs: int = 12) -> None:
                                 quiet=True, **app.launch_options())
     try:
         client = Client(url, analytics_enabled=False, verbose=False)
-        table = {"headers": app.LAYER_HEADERS, "data": layers, "metadata": None}
+        table = {"headers": LAYER_HEADERS, "data": layers, "metadata": None}
         start = time.perf_counter()
         job = client.submit(table, "configurable", 0.1, "sort", 6, 3, 2000, 200, "", epochs, 64, 3e-3, 0, 0,
                             api_name="/train")

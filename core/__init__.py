@@ -1,4 +1,4 @@
-"""Transformer Playground's engine: models, tasks, the training loop, sampling, checkpoints, figures.
+"""Transformer Playground's engine: models, the task registry, the training loop, sampling, checkpoints, figures.
 
 Nothing here imports gradio; the page (app.py), the command line (python -m core) and the
 tests all call these same functions.
@@ -20,13 +20,14 @@ _HOMES = {
     "masks": ["generate_square_subsequent_mask"],
     "model": ["ConfigurableTransformer", "PositionalEncoding", "SimpleTransformer", "attention_weights",
               "build_model", "parameter_counts"],
-    "sampling": ["generate", "sample_text"],
+    "sampling": ["attention_on_example", "generate", "sample_text"],
+    "tasks": ["TASKS", "task_kind"],
     "training": ["EpochEvent", "FitResult", "StepEvent", "TrainingHistory", "accuracy", "configure_threads",
                  "evaluate", "fit", "train_model", "train_task"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 _SUBMODULES = {"benchmark", "checkpoint", "cli", "config", "data", "figures", "kv_cache", "masks", "model",
-               "sampling", "training"}
+               "sampling", "tasks", "training"}
 
 __all__ = sorted(_MODULE_OF)
 

@@ -2,8 +2,8 @@
 
 Measures, on this machine and its current thread count:
 - training throughput of the default sort model and a wider text model (tokens/s);
-- the page's cost: building and serialising the loss figure it streams, and the same training
-  run consumed the way the page consumes it (a figure every 1/4 s) against the bare loop;
+- the cost of building and serialising the loss figure the page streams (the page against the
+  bare loop, through a real server, is bench/page.py's);
 - sampling speed and checkpoint round-trip time.
 """
 
@@ -20,9 +20,10 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, SampleConfig, TaskConfig, TrainConfig
 from .data import make_task
-from .figures import STREAM_UPDATES_PER_SECOND, loss_figure
+from .figures import loss_figure
 from .sampling import generate
 from .training import EpochEvent, FitResult, TrainingHistory, train_task
+
 
 def _sort_setup(epochs: int):
     task = make_task(TaskConfig("sort", 6, 3, train_size=2000, val_size=200, seed=0))
@@ -37,25 +38,19 @@ def _text_setup(epochs: int):
     return task, model, TrainConfig(epochs=epochs, batch_size=32, seed=0)
 
 
-def _run(setup, epochs: int, page_style: bool) -> dict:
-    """One training run; with page_style, build and serialise the figure as the page's stream does."""
+def _run(setup, epochs: int) -> dict:
+    """One training run of the bare loop."""
     task, model_config, train_config = setup(epochs)
     start = time.perf_counter()
-    last_update, figures, result = 0.0, 0, None
-    tokens_per_s = []
+    result, tokens_per_s = None, []
     for event in train_task(task, model_config, train_config):
         if isinstance(event, EpochEvent):
             tokens_per_s.append(event.record.tokens_per_s)
         if isinstance(event, FitResult):
             result = event
-        if page_style and time.perf_counter() - last_update >= 1 / STREAM_UPDATES_PER_SECOND:
-            loss_figure(event.history).to_json()
-            figures += 1
-            last_update = time.perf_counter()
     wall = time.perf_counter() - start
     return {"wall_s": wall, "median_tokens_per_s": statistics.median(tokens_per_s[1:] or tokens_per_s),
-            "figures_built": figures, "best_val_loss": result.best_loss, "result": result,
-            "model_config": model_config, "task": task}
+            "best_val_loss": result.best_loss, "result": result, "model_config": model_config, "task": task}
 
 
 def _figure_cost(steps: int) -> dict:
@@ -95,24 +90,23 @@ def _checkpoint_round_trip(run: dict) -> dict:
 
 def run_benchmarks(quick: bool = False, json_path: Path | None = None) -> int:
     epochs = 3 if quick else 12
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; sort {epochs} epochs, text {max(2, epochs // 3)}"
+    text_epochs = max(2, epochs // 3)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; sort {epochs} epochs, text {text_epochs}"
           f"{' (quick: a smoke check, not a measurement)' if quick else ''}")
     results: dict[str, object] = {"threads": torch.get_num_threads(), "epochs": epochs}
 
     # the text model is ~10x the work per epoch: fewer epochs keep `make bench` near two minutes
-    for name, setup, run_epochs in (("sort 3x48", _sort_setup, epochs), ("text 4x128", _text_setup, max(2, epochs // 3))):
-        bare = _run(setup, run_epochs, page_style=False)
-        page = _run(setup, run_epochs, page_style=True)
-        overhead = page["wall_s"] / bare["wall_s"] - 1
-        print(f"train {name:>11}: {bare['median_tokens_per_s']:>9,.0f} tok/s | bare loop {bare['wall_s']:.2f} s | "
-              f"page-style loop {page['wall_s']:.2f} s ({page['figures_built']} figures, {overhead:+.1%})")
+    for name, setup, run_epochs in (("sort 3x48", _sort_setup, epochs), ("text 4x128", _text_setup, text_epochs)):
+        bare = _run(setup, run_epochs)
+        print(f"train {name:>11}: {bare['median_tokens_per_s']:>9,.0f} tok/s | {run_epochs} epochs in "
+              f"{bare['wall_s']:.2f} s")
         sampling = _sampling(bare, 64)
         ckpt = _checkpoint_round_trip(bare)
         print(f"       {'':>11}  sampling {sampling['tokens_per_s']:,.0f} tok/s (batch 1; "
               f"{sampling['uncached_tokens_per_s']:,.0f} without the KV cache) | "
-              f"checkpoint {ckpt['bytes'] / 1024:,.0f} kB, save {ckpt['save_ms']:.1f} ms, load {ckpt['load_ms']:.1f} ms")
-        results[name] = {"tokens_per_s": bare["median_tokens_per_s"], "bare_wall_s": bare["wall_s"],
-                         "page_style_wall_s": page["wall_s"], "page_overhead": overhead,
+              f"checkpoint {ckpt['bytes'] / 1024:,.0f} kB, save {ckpt['save_ms']:.1f} ms, "
+              f"load {ckpt['load_ms']:.1f} ms")
+        results[name] = {"tokens_per_s": bare["median_tokens_per_s"], "wall_s": bare["wall_s"],
                          "sampling": sampling, "checkpoint": ckpt}
 
     for steps in (200, 2_000, 20_000):

@@ -1,7 +1,8 @@
 """Plotly figures for the page: the causal mask, the loss curve, the layer stack, attention maps.
 
-Figures are rebuilt and resent whole on every streamed update, so they stay small: the "none"
-template, numpy arrays, and at most MAX_CURVE_POINTS points per curve.
+Arrays and histories in, figures out: nothing here runs a model. Figures are rebuilt and resent
+whole on every streamed update, so they stay small: the "none" template, numpy arrays, and at
+most MAX_CURVE_POINTS points per curve.
 """
 
 from __future__ import annotations
@@ -10,19 +11,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from plotly.subplots import make_subplots
-from torch import nn
 
-from .config import ModelConfig, SampleConfig
-from .data import Task
+from .config import ModelConfig
 from .masks import generate_square_subsequent_mask
-from .model import attention_weights
-from .sampling import sample_text
 from .training import TrainingHistory
 
 MAX_CURVE_POINTS = 600
-STREAM_UPDATES_PER_SECOND = 4  # the page resends each figure whole: a few per second stays smooth
 TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "#4C78A8", "#F58518", "#E45756"
 ALLOWED_COLOR, BLOCKED_COLOR = "#54A24B", "#E5E5E5"
 
@@ -35,7 +30,8 @@ def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
     return fig
 
 
-def downsample(x: Sequence[float], y: Sequence[float], max_points: int = MAX_CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+def downsample(x: Sequence[float], y: Sequence[float],
+               max_points: int = MAX_CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """Bucket means, so a 10,000-step curve is drawn (and streamed) as a few hundred points."""
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(xs) <= max_points:
@@ -124,41 +120,23 @@ def attention_figure(weights: Sequence[np.ndarray], tokens: Sequence[str], max_h
     """
     num_layers = len(weights)
     num_heads = min(max(w.shape[0] for w in weights), max_heads)
-    titles = [f"layer {l + 1}, head {h + 1}" if h < weights[l].shape[0] else ""
-              for l in range(num_layers) for h in range(num_heads)]
+    titles = [f"layer {layer + 1}, head {h + 1}" if h < weights[layer].shape[0] else ""
+              for layer in range(num_layers) for h in range(num_heads)]
     fig = make_subplots(rows=num_layers, cols=num_heads, subplot_titles=titles,
                         horizontal_spacing=0.03, vertical_spacing=min(0.08, 0.3 / max(1, num_layers)))
     labels = [f"{i}:{t!r}"[:8] for i, t in enumerate(tokens)]
-    for l, layer_weights in enumerate(weights):
+    for layer, layer_weights in enumerate(weights):
         for h in range(min(layer_weights.shape[0], num_heads)):
             fig.add_trace(go.Heatmap(z=np.asarray(layer_weights[h], dtype=float), x=labels, y=labels,
-                                     zmin=0, zmax=1, colorscale="Blues", showscale=(l == 0 and h == 0),
+                                     zmin=0, zmax=1, colorscale="Blues", showscale=(layer == 0 and h == 0),
                                      hovertemplate="query %{y} -> key %{x}: %{z:.2f}<extra></extra>"),
-                          row=l + 1, col=h + 1)
-            fig.update_yaxes(autorange="reversed", showticklabels=(h == 0), row=l + 1, col=h + 1)
-            fig.update_xaxes(showticklabels=(l == num_layers - 1), tickangle=-60, row=l + 1, col=h + 1)
+                          row=layer + 1, col=h + 1)
+            fig.update_yaxes(autorange="reversed", showticklabels=(h == 0), row=layer + 1, col=h + 1)
+            fig.update_xaxes(showticklabels=(layer == num_layers - 1), tickangle=-60, row=layer + 1, col=h + 1)
     _layout(fig, "Attention weights (rows: the token attending; columns: what it attends to)",
             height=max(320, 230 * num_layers))
     fig.update_annotations(font_size=10)
     return fig
-
-
-def attention_figure_for(model: nn.Module, task: Task, prompt: str) -> tuple[go.Figure, int]:
-    """Attention maps of `model` on a prompt followed by the model's own greedy answer.
-
-    For algorithmic tasks the prompt must be a valid one and the answer is appended, so the maps
-    show how the answer attends to the prompt. Returns the figure and the sequence length drawn.
-    """
-    if task.problem is not None:
-        prompt = prompt.strip("\n")
-        prompt += sample_text(model, task, prompt, SampleConfig(task.problem.answer_len, greedy=True))
-    text = prompt[: task.block_size]  # the length the model was trained on
-    if not text:
-        raise ValueError("type an example to look at")
-    device = next(model.parameters()).device
-    ids = torch.tensor([task.vocab.encode(text)], device=device)  # (1, T)
-    maps = [w[0].cpu().numpy() for w in attention_weights(model, ids)]  # each (H, T, T)
-    return attention_figure(maps, list(text)), len(text)
 
 
 def empty_figure(message: str) -> go.Figure:

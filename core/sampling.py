@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from .config import Limits, SampleConfig
 from .data import Task
 from .kv_cache import CachedDecoder, supports_kv_cache
+from .model import attention_weights
 
 
 def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -97,3 +99,21 @@ def sample_text(model: nn.Module, task: Task, prompt: str, config: SampleConfig 
     ids = torch.tensor(task.vocab.encode(prompt), device=device)  # (T,)
     new_ids = generate(model, ids, config, block_size=task.block_size, limits=limits)  # (N,)
     return task.vocab.decode(new_ids.tolist())
+
+
+def attention_on_example(model: nn.Module, task: Task, prompt: str) -> tuple[list[np.ndarray], list[str]]:
+    """Per layer, the attention maps (H, T, T) of `model` on a prompt followed by its own greedy answer.
+
+    For algorithmic tasks the prompt must be a valid one and the answer is appended, so the maps
+    show how the answer attends to the prompt. Returns the maps and the tokens they are over.
+    """
+    if task.problem is not None:
+        prompt = prompt.strip("\n")
+        prompt += sample_text(model, task, prompt, SampleConfig(task.problem.answer_len, greedy=True))
+    text = prompt[: task.block_size]  # the length the model was trained on
+    if not text:
+        raise ValueError("type an example to look at")
+    device = next(model.parameters()).device
+    ids = torch.tensor([task.vocab.encode(text)], device=device)  # (1, T)
+    maps = [w[0].cpu().numpy() for w in attention_weights(model, ids)]  # each (H, T, T)
+    return maps, list(text)

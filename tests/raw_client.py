@@ -29,7 +29,7 @@ class RawVisitor:
         config = self.http.get(f"{self.url}/config").json()
         self.api = self.url + config.get("api_prefix", "/gradio_api")
         self.endpoints = {d["api_name"]: d for d in config["dependencies"]
-                          if d.get("api_name") and not str(d["api_name"]).startswith("false")}
+                          if d.get("api_name") and d.get("api_visibility") != "private"}
         self.state_ids = {c["id"] for c in config["components"] if c.get("type") == "state"}
 
     def close(self) -> None:

@@ -1,0 +1,59 @@
+"""The whole page: a title, then the five tabs, each built and wired by its own module."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import gradio as gr
+
+import core
+from core.config import Limits, as_int
+
+from . import build_tab, inside_tab, mask_tab, sample_tab, train_tab
+from .inputs import ASSETS
+from .session import Session
+
+TITLE = ("# Transformer Playground\nBuild a causal Transformer layer by layer, see its causal mask, train it "
+         "on a toy task while the loss curve draws itself, then sample from the best model.")
+
+
+def build_demo(limits: Limits | None = None) -> gr.Blocks:
+    """The page. Limits come from PLAYGROUND_* environment variables over public-Space defaults."""
+    limits = limits or Limits.from_env(Limits.public())
+    warm_up_engine(train_tab.train_concurrency())
+    with gr.Blocks(title="Transformer Playground", delete_cache=(3600, 3600)) as demo:
+        session = gr.State(Session())
+        gr.Markdown(TITLE, elem_id="tp-title")
+        with gr.Tabs(elem_id="tabs"):
+            build, mask, train = build_tab.widgets(), mask_tab.widgets(), train_tab.widgets()
+            sample, inside = sample_tab.widgets(limits), inside_tab.widgets()
+        build_tab.wire(demo, build, train, session, limits)
+        mask_tab.wire(demo, mask)
+        train_event = train_tab.wire(demo, build, train, session, limits)
+        sample_tab.wire(train_event, sample, inside, session, limits)
+        inside_tab.wire(demo, inside, session)
+    demo.queue(default_concurrency_limit=8)
+    return demo
+
+
+def warm_up_engine(train_concurrency: int) -> None:
+    """Load torch and the engine in the background, then give torch its threads.
+
+    The page answers its first request before torch (~1 s of the start) is loaded; a request
+    that needs the engine in that second waits for it on Python's import lock.
+    """
+    threading.Thread(target=lambda: core.training.configure_threads(train_concurrency),
+                     name="engine-warm-up", daemon=True).start()
+
+
+def launch_options() -> dict[str, Any]:
+    """How the page is served; the tests launch with these too, so they see what visitors see.
+
+    Each visitor's state holds models (up to ~12 MB at the public limits); Gradio frees it an hour
+    after they leave, and keeps at most PLAYGROUND_MAX_SESSIONS (oldest evicted first).
+    """
+    sessions = as_int(os.environ.get("PLAYGROUND_MAX_SESSIONS", "500"), "PLAYGROUND_MAX_SESSIONS", minimum=1)
+    return dict(css=(ASSETS / "style.css").read_text(), footer_links=["gradio"], run_history=False, show_error=True,
+                state_session_capacity=sessions, max_file_size="64mb")
