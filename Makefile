@@ -1,6 +1,6 @@
 # Transformer Playground — developer entry points.
 #
-#   make test    build .venv with dev deps (+ Debian chromium if missing), run pytest
+#   make test    build .venv with dev deps (+ Debian chromium if missing), run ruff and pytest
 #   make run     build .venv with runtime deps, serve the app on http://127.0.0.1:7860
 #   make bench   measure: the engine (python -m core bench), the engine beside nanoGPT and minGPT
 #                (bench/peers.py), the page vs the bare loop, then memory per visitor and 30
@@ -81,8 +81,9 @@ browser:
 
 # --- main targets -------------------------------------------------------------
 
-# Propagates pytest's exit code (5 = no tests collected).
+# ruff first (seconds), then pytest; propagates pytest's exit code (5 = no tests collected).
 test: $(VENV)/.installed-dev browser
+	$(VPY) -m ruff check .
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 run: $(VENV)/.installed

@@ -244,7 +244,8 @@ def main(seconds: float = 180.0) -> int:
     for name, times in sorted(tally.latency.items()):
         print(f"  /{name:<18} {len(times):>5} calls, median {statistics.median(times) * 1000:7.0f} ms, "
               f"max {max(times) * 1000:7.0f} ms")
-    print("  RSS over time (s: MiB): " + ", ".join(f"{t:.0f}: {r:.0f}" for t, r in series[:: max(1, len(series) // 12)]))
+    shown = series[:: max(1, len(series) // 12)]
+    print("  RSS over time (s: MiB): " + ", ".join(f"{t:.0f}: {r:.0f}" for t, r in shown))
     growth = max(rss[-third:]) - max(rss[:third])
     bounded = growth < VISITORS * max(largest, 1.0) + 100
     for line in tally.generic[:5] + tally.lost[:5]:

@@ -46,8 +46,19 @@ import torch
 from torch.utils.data import Dataset
 
 import core.training
-from core import (EpochEvent, FitResult, ModelConfig, SampleConfig, StepEvent, TaskConfig,
-                  TrainConfig, build_model, generate, make_task, train_task)
+from core import (
+    EpochEvent,
+    FitResult,
+    ModelConfig,
+    SampleConfig,
+    StepEvent,
+    TaskConfig,
+    TrainConfig,
+    build_model,
+    generate,
+    make_task,
+    train_task,
+)
 
 PARTS = ("learn", "throughput", "sampling")
 

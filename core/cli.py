@@ -59,8 +59,8 @@ def _build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--warmup", type=float, default=None,
                      help="fraction of all steps spent warming up (overrides --warmup-steps)")
     opt.add_argument("--stop-when-solved", type=int, default=TrainConfig.solved_epochs, metavar="EPOCHS",
-                     help="stop once the best model scores 100%% held-out exact match and this many epochs ended at 100%% "
-                          "(algorithmic tasks; 0 = train every epoch)")
+                     help="stop once the best model scores 100%% held-out exact match and this many "
+                          "epochs ended at 100%% (algorithmic tasks; 0 = train every epoch)")
     opt.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=TrainConfig.precision,
                      help="auto = bfloat16 autocast where the CPU/GPU does bf16 natively, else fp32")
     opt.add_argument("--grad-clip", type=float, default=TrainConfig.grad_clip, help="max gradient norm (0 = off)")
@@ -139,7 +139,7 @@ def _train(args: argparse.Namespace) -> int:
                            "train_config": vars(train_config)}
                 save_checkpoint(checkpoint_path, event.best_model, model_config, task, summary)
             rows = json.dumps(event.history.to_json_rows(), indent=1)
-            atomic_write(history_path, lambda tmp_name: Path(tmp_name).write_text(rows))
+            atomic_write(history_path, lambda tmp_name, rows=rows: Path(tmp_name).write_text(rows))
             if not args.quiet:
                 print(format_epoch(event), flush=True)
         elif isinstance(event, FitResult):

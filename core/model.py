@@ -160,7 +160,8 @@ class SimpleTransformer(_CausalLM):
         return self.encoder.layers
 
 
-def build_model(config: ModelConfig, device: torch.device | str | None = None) -> ConfigurableTransformer | SimpleTransformer:
+def build_model(config: ModelConfig,
+                device: torch.device | str | None = None) -> ConfigurableTransformer | SimpleTransformer:
     """The model a validated config describes (validation happens here too, so it can't be skipped)."""
     config.validate()
     if config.model_type == "simple":

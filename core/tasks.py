@@ -118,6 +118,25 @@ def yes_no_problem(symbols: str, question: Callable[[str], bool], what: str) -> 
     return make
 
 
+def parity_problem(config: TaskConfig) -> Problem:
+    """`seq_len` bits; the answer spells, after each bit, whether the 1s so far are Even or Odd.
+
+    Its last letter answers "is the count of 1s even?". Asked for that letter alone, the sort
+    model stayed at chance (58.5% held-out after 60 epochs at 12 bits): one parity bit depends on
+    every input bit at once. Spelled out step by step, each letter follows from the one before
+    and one bit, and the same model solved 12 bits in 9 epochs (seed 0).
+    """
+    def running_parity(bits: str) -> str:
+        letters, odd = [], False
+        for bit in bits:
+            odd ^= bit == "1"
+            letters.append("O" if odd else "E")
+        return "".join(letters)
+
+    return Problem("01", config.seq_len, lambda raw: raw, running_parity, config.seq_len, extra_tokens="EO",
+                   example_hint=f"{config.seq_len} bits (0 or 1)")
+
+
 def is_balanced(brackets: str) -> bool:
     """Whether every '(' closes, in order: the running depth never dips below 0 and ends at 0."""
     depth = 0
@@ -132,7 +151,6 @@ def is_balanced(brackets: str) -> bool:
 
 SEQUENCE_LENGTH = NumberField("seq_len", "sequence length (digits)", "sequence length", 6, 1)
 DISTINCT_DIGITS = NumberField("num_digits", "distinct digits", "number of distinct digits", 3, 2, 10)
-STRING_LENGTH = NumberField("seq_len", "string length", "string length", 8, 1)
 
 TASKS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("sort", "Sort the digits: `210120` → `001122` (minGPT's demo).",
@@ -143,10 +161,12 @@ TASKS: dict[str, TaskKind] = {kind.name: kind for kind in (
              (SEQUENCE_LENGTH, DISTINCT_DIGITS), digit_problem(lambda p: p[::-1])),
     TaskKind("addition", "Add two zero-padded numbers: `47+85=` → `132`.",
              (NumberField("num_digits", "digits per number", "digits per number", 2, 1, 9),), addition_problem),
-    TaskKind("parity", "Is the count of 1s even? `0110` → `Y`, `0111` → `N`.",
-             (STRING_LENGTH,), yes_no_problem("01", lambda p: p.count("1") % 2 == 0, "bits (0 or 1)")),
+    TaskKind("parity", "Is the count of 1s even? The answer says it after every bit, E(ven) or O(dd); "
+             "its last letter is the verdict: `0110` → `EOEE`.",
+             (NumberField("seq_len", "number of bits", "number of bits", 12, 1),), parity_problem),
     TaskKind("brackets", "Are the brackets balanced? `(())` → `Y`, `())(` → `N`.",
-             (STRING_LENGTH,), yes_no_problem("()", is_balanced, "brackets, ( or )")),
+             (NumberField("seq_len", "string length", "string length", 10, 1),),
+             yes_no_problem("()", is_balanced, "brackets, ( or )")),
     TaskKind("text", "Predict the next character of your own text (the last 10% is held out).",
              (NumberField("seq_len", "context length (characters)", "context length", 32, 1, "max_seq_len"),),
              sample_tokens=120),

@@ -394,8 +394,9 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
     with AVX-512 BF16 or AMX, CUDA GPUs that support it) and the model is wide enough to gain.
 
     Measured on a 2-core AVX-512 BF16 CPU (bench/peers.py, attention on the math kernel as
-    `precision_context` sets it): 4 x 128 trained 1.50x faster in bf16 and 6 x 256 1.58x, while minGPT's 3 x 48 sort model ran at 0.69x (the casts cost more
-    than its small matmuls save). None means float32.
+    `precision_context` sets it): 4 x 128 trained 1.50x faster in bf16 and 6 x 256 1.58x, while
+    minGPT's 3 x 48 sort model ran at 0.69x (the casts cost more than its small matmuls save).
+    None means float32.
     """
     if precision == "fp32":
         return None

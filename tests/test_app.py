@@ -20,7 +20,10 @@ from gradio_client.utils import Status
 
 import app
 from core.config import Limits, TaskConfig
+from core.tasks import TASKS
 from core.data import make_task
+from page import train_tab
+from page.session import Session
 
 HEADERS = ["d_model", "dim_feedforward", "nhead"]
 PUBLIC_ENDPOINTS = {"describe_model", "mask", "add_layer", "remove_layer", "preset", "train",
@@ -141,17 +144,15 @@ def best_epoch_of(sample_markdown: str) -> int:
 # ---------------------------------------------------------------------------------------------
 
 def test_every_public_event_is_named_deliberately(client):
-    """Internal events say api_name=False (private); public ones carry the names users call."""
+    """Internal events say api_visibility="private"; public ones carry the names users call."""
     public, private = set(), []
     for fn in app.demo.fns.values():
         if fn.api_visibility == "private":
-            # gradio 6 records api_name=False as "false", "false_1", ... with private visibility
-            assert fn.api_name.startswith("false"), (fn.name, fn.api_name)
             private.append(fn.name)
         else:
             public.add(fn.api_name)
     assert public == PUBLIC_ENDPOINTS, (
-        "a new event became public API by accident (give it api_name=False) or a named one went "
+        "a new event became public API by accident (give it api_visibility='private') or a named one went "
         f"missing: {sorted(public ^ PUBLIC_ENDPOINTS)}")
     assert private, "the layer-table change events and the figure loads are meant to be internal"
     # The client sees exactly the same named endpoints, and nothing unnamed.
@@ -531,10 +532,9 @@ def reachable_tensor_bytes(root) -> int:
 
 def test_a_session_keeps_its_model_and_curves_but_never_the_datasets():
     """A run stopped after one step keeps the best model, not ~86 MB of training data."""
-    handlers = app.make_handlers(Limits.public())
-    session = app.Session()
-    run = handlers["train"](table([[16, 64, 2]]), "configurable", 0.0, "sort", 64, 3, 20_000, 200, "",
-                            5, 64, 3e-3, 0, 0, session, progress=lambda *args, **kwargs: None)
+    session = Session()
+    run = train_tab.train(table([[16, 64, 2]]), "configurable", 0.0, "sort", 64, 3, 20_000, 200, "",
+                          5, 64, 3e-3, 0, 0, session, progress=lambda *args, **kwargs: None, limits=Limits.public())
     next(run)
     session.stop()
     list(run)
@@ -620,3 +620,30 @@ def test_named_hostile_values_get_specific_messages(app_url, endpoint, args, wor
     assert generic_error(answer) is None, answer
     message = answer["error"] if not answer["success"] else answer["data"][3]  # describe shows it inline
     assert words in message, message
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks from the registry: parity and balanced brackets on the page
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, prompt, answer", [("parity", "0110", "EOEE"), ("brackets", "(())", "Y")])
+def test_registry_tasks_train_and_answer_on_the_page(client, kind, prompt, answer):
+    """A task added to the registry alone trains, describes its vocabulary and is sampled."""
+    c = client()
+    outs = train(c, epochs=2, kind=kind, seq_len=4, num_digits="", train_size=64, val_size=8)
+    assert "Done" in outs[-1][1] or "Solved" in outs[-1][1], outs[-1][1]
+    shown = sample(c, prompt, max_new_tokens=len(answer))
+    assert f"`{prompt}` → **`" in shown and ("✓ correct" in shown or f"✗ expected `{answer}`" in shown), shown
+
+
+@pytest.mark.parametrize("kind", ["parity", "brackets", "addition", "text"])
+def test_task_widgets_follow_the_registry(kind):
+    """Labels, defaults and visibility of the task widgets come from the task's registry entry."""
+    entry = TASKS[kind]
+    seq_len, num_digits, text, help_text = train_tab.task_changed(kind)
+    for update, name in ((seq_len, "seq_len"), (num_digits, "num_digits")):
+        field = entry.field(name)
+        assert update["visible"] is (field is not None)
+        if field is not None:
+            assert (update["label"], update["value"]) == (field.label, field.default)
+    assert text["visible"] is entry.needs_text and help_text == entry.help

@@ -8,12 +8,12 @@ import struct
 import pytest
 import safetensors.torch
 import torch
+from helpers import model_config_for, one_torch_thread, same_weights, snapshot, tiny_task  # noqa: F401
 
 from core.checkpoint import FORMAT_NAME, load_checkpoint, save_checkpoint
 from core.config import Limits, ModelConfig, TaskConfig
 from core.data import make_task
 from core.model import build_model
-from helpers import model_config_for, one_torch_thread, same_weights, snapshot, tiny_task  # noqa: F401
 
 
 def saved(tmp_path, model_type="configurable", d_models=(16, 24), nhead=2, task=None,
@@ -86,7 +86,7 @@ def test_per_layer_heads_and_widths_survive(tmp_path):
     config = ModelConfig(len(task.vocab), [8, 16, 12], [16, 32, 8], [2, 4, 3], 0.0)
     model = build_model(config)
     checkpoint = load_checkpoint(save_checkpoint(tmp_path / "c.safetensors", model, config, task))
-    assert [l.self_attn.num_heads for l in checkpoint.model.encoder_layers()] == [2, 4, 3]
+    assert [layer.self_attn.num_heads for layer in checkpoint.model.encoder_layers()] == [2, 4, 3]
     x = torch.randint(0, len(task.vocab), (2, task.block_size))
     assert torch.equal(logits(checkpoint.model, x), logits(model, x))
 

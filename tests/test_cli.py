@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import one_torch_thread  # noqa: F401
 
 import core.cli as cli
 import core.training as training
 from core.checkpoint import load_checkpoint
 from core.cli import main
-from helpers import one_torch_thread  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--task", "sort", "--seq-len", "4", "--num-digits", "3", "--train-size", "64", "--val-size", "16",
@@ -215,3 +215,17 @@ def test_kill_9_during_training_never_leaves_a_damaged_checkpoint_or_history(tmp
         assert history and history[0]["epoch"] == 1
         checkpoint = load_checkpoint(tmp_path / "best.safetensors")
         assert checkpoint.summary["best_epoch"] >= 1
+
+
+@pytest.mark.parametrize("kind, prompt, answer", [("parity", "0110", "EOEE"), ("brackets", "(())", "Y")])
+def test_registry_tasks_train_and_sample_from_the_command_line(kind, prompt, answer, tmp_path, capsys):
+    code, out, err = run_main(["train", "--task", kind, "--seq-len", "4", "--train-size", "64", "--val-size", "8",
+                               "--d-model", "16", "--dim-feedforward", "32", "--nhead", "2", "--epochs", "2",
+                               "--out", tmp_path, "--quiet"], capsys)
+    assert code == 0, err
+    code, out, err = run_main(["sample", "--checkpoint", tmp_path / "best.safetensors", "--prompt", prompt,
+                               "--greedy"], capsys)
+    assert code == 0, err
+    shown = out.strip()
+    assert shown.startswith(f"{prompt} -> ") and ("(correct)" in shown or f"(expected {answer})" in shown), shown
+    assert len(shown.split(" -> ")[1].split()[0]) == len(answer)  # the task's answer length by default

@@ -4,10 +4,10 @@ import random
 
 import pytest
 import torch
+from helpers import one_torch_thread, tiny_task  # noqa: F401
 
 from core.config import TaskConfig
 from core.data import IGNORE_INDEX, TEXT_VALIDATION_FRACTION, Vocab, make_task, task_for_checkpoint
-from helpers import one_torch_thread, tiny_task  # noqa: F401
 
 # The right answers, written independently of core.data.
 ANSWERS = {

@@ -17,12 +17,12 @@ import safetensors.torch
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from raw_client import RawVisitor, generic_error
 
 from core.checkpoint import save_checkpoint
 from core.config import ModelConfig, TaskConfig
 from core.data import make_task
 from core.model import build_model
-from raw_client import RawVisitor, generic_error
 
 HEADERS = ["d_model", "dim_feedforward", "nhead"]
 NASTY_NUMBERS = [math.nan, math.inf, -math.inf, 2**64, 10**30, -1, 0, 0.5, 1e308, -2**63, True]

@@ -3,6 +3,7 @@
 
 import pytest
 import torch
+from helpers import layer_stacks, num_params, one_torch_thread, tiny_config, tiny_model  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -16,7 +17,6 @@ from core.model import (
     build_model,
     parameter_counts,
 )
-from helpers import layer_stacks, num_params, one_torch_thread, tiny_config, tiny_model  # noqa: F401
 
 VOCAB = 7
 
@@ -60,7 +60,7 @@ def test_simple_transformer_is_uniform():
     model = SimpleTransformer(VOCAB, d_model=16, nhead=4, num_layers=3, dim_feedforward=40)
     layers = model.encoder_layers()
     assert len(layers) == 3
-    assert {(l.self_attn.embed_dim, l.self_attn.num_heads, l.linear1.out_features) for l in layers} \
+    assert {(layer.self_attn.embed_dim, layer.self_attn.num_heads, layer.linear1.out_features) for layer in layers} \
         == {(16, 4, 40)}
     assert isinstance(model.encoder, nn.TransformerEncoder)
 

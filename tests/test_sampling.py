@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from helpers import FixedLogits, layer_stacks, one_torch_thread, tiny_model, tiny_task  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.config import Limits, SampleConfig
 from core.kv_cache import CachedDecoder, supports_kv_cache
 from core.sampling import generate, greedy_answers, sample_text
-from helpers import FixedLogits, layer_stacks, one_torch_thread, tiny_model, tiny_task  # noqa: F401
 
 VOCAB = 6
 PROBS = [0.5, 0.3, 0.15, 0.05]
@@ -181,7 +181,8 @@ def test_block_size_crops_long_prompts():
     assert torch.equal(cropped, from_tail)
     for use_cache in (True, False):
         lengths = []  # the embedding sees every position either path encodes
-        hook = m.embedding.register_forward_pre_hook(lambda module, args: lengths.append(args[0].size(1)))
+        hook = m.embedding.register_forward_pre_hook(
+            lambda module, args, lengths=lengths: lengths.append(args[0].size(1)))
         generate(m, ids, SampleConfig(max_new_tokens=6, temperature=0.9, seed=0), block_size=8,
                  use_cache=use_cache)
         hook.remove()

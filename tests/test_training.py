@@ -6,6 +6,15 @@ import types
 
 import pytest
 import torch
+from helpers import (  # noqa: F401
+    AlwaysToken,
+    CopyOracle,
+    model_config_for,
+    one_torch_thread,
+    same_weights,
+    snapshot,
+    tiny_task,
+)
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -29,17 +38,6 @@ from core.training import (
     train_model,
     train_task,
 )
-from helpers import (  # noqa: F401
-    AlwaysToken,
-    CopyOracle,
-    model_config_for,
-    one_torch_thread,
-    same_weights,
-    snapshot,
-    tiny_task,
-)
-
-
 
 
 def criterion():
@@ -238,7 +236,7 @@ def test_events_carry_what_the_page_needs():
 
     assert [e.record.epoch for e in epochs] == [1, 2, 3]
     running_best = math.inf
-    for i, e in enumerate(epochs):
+    for e in epochs:
         r = e.record
         assert e.num_epochs == 3
         assert r.tokens_per_s > 0 and r.elapsed_s > 0 and r.lr > 0
