@@ -13,12 +13,16 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from core.config import ModelConfig
+from core.figures import TRAIN_COLOR, VAL_COLOR
 
 pytestmark = pytest.mark.browser
 
@@ -65,6 +69,14 @@ def wait_until(condition, timeout_s: float, what: str):
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def pixel_colors(png: Path) -> Counter:
+    """How many pixels of a screenshot have each color, as '#RRGGBB'."""
+    with Image.open(png) as image:
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)  # (H * W, 3)
+    colors, counts = np.unique(pixels, axis=0, return_counts=True)
+    return Counter({"#{:02X}{:02X}{:02X}".format(*color): int(n) for color, n in zip(colors, counts)})
 
 
 def total_parameters(page: Page) -> int:
@@ -136,8 +148,10 @@ def test_train_stop_and_sample(page: Page, app_url, tmp_path):
     expect(page.locator("#loss-plot .js-plotly-plot .legend")).to_contain_text("validation loss")
     shot_dir = Path(os.environ.get("PLAYGROUND_SCREENSHOT_DIR") or tmp_path)
     shot_dir.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(shot_dir / "train-tab.png"))
-    assert (shot_dir / "train-tab.png").stat().st_size > 10_000
+    page.locator("#loss-plot").screenshot(path=str(shot_dir / "loss-plot.png"))
+    drawn = pixel_colors(shot_dir / "loss-plot.png")
+    for name, color in (("training", TRAIN_COLOR), ("validation", VAL_COLOR)):
+        assert drawn[color] > 50, f"the {name} curve's color is barely on the screen: {drawn[color]} pixels"
     if os.environ.get("PLAYGROUND_SCREENSHOT"):
         page.screenshot(path=str(ASSETS / "screenshot.png"))
 
