@@ -100,6 +100,9 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise ValueError(f"{name} is a safetensors file but not a Transformer Playground checkpoint "
                          "(its metadata has no model config)")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{name} is a checkpoint of format version {str(metadata.get('format_version'))[:20]!r}; "
+                         f"this version of the playground reads version {FORMAT_VERSION}")
     try:
         model_config, task, summary = _parse_metadata(metadata)
     except (KeyError, TypeError, ValueError) as error:

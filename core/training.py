@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from .data import IGNORE_INDEX, Task
 from .model import build_model
 from .sampling import greedy_answers
 
-STOP_REASONS = ("completed", "solved", "early_stopping", "stopped", "time_limit", "diverged")
+StopReason = Literal["completed", "solved", "early_stopping", "stopped", "time_limit", "diverged"]
 MAX_STEP_POINTS = 10_000  # per-step points a history keeps; longer runs are thinned (pairs averaged)
 
 
@@ -110,7 +111,7 @@ class FitResult:
     best_loss: float
     best_epoch: int | None
     history: TrainingHistory
-    stop_reason: str
+    stop_reason: StopReason
     message: str
 
 

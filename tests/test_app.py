@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from core.checkpoint import load_checkpoint
 from core.config import Limits, TaskConfig
 from core.data import make_task
 from core.tasks import TASKS
+from core.training import StopReason
 from page import train_tab
 from page.session import Session
 
@@ -656,3 +658,7 @@ def test_task_widgets_follow_the_registry(kind):
         if field is not None:
             assert (update["label"], update["value"]) == (field.label, field.default)
     assert text["visible"] is entry.needs_text and help_text == entry.help
+
+
+def test_every_way_a_run_can_end_has_its_mark_on_the_page():
+    assert set(train_tab.FINAL_MARKS) == set(typing.get_args(StopReason))

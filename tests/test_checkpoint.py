@@ -326,3 +326,10 @@ def test_wrong_dtype_is_refused(tmp_path):
                   tensors=lambda state: {k: v.half() for k, v in state.items()})
     with pytest.raises(ValueError, match="half.safetensors: its tensors don't fit its model config"):
         load_checkpoint(bad)
+
+
+def test_a_checkpoint_of_another_format_version_is_refused_by_name(tmp_path):
+    newer = rewrite(saved(tmp_path)[0], tmp_path / "newer.safetensors", metadata={"format_version": "2"})
+    with pytest.raises(ValueError, match="newer.safetensors is a checkpoint of format version '2'; this version "
+                                         "of the playground reads version 1"):
+        load_checkpoint(newer)
