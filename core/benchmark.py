@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ModelConfig, SampleConfig, TaskConfig, TrainConfig
+from .config import DEFAULT_LAYERS, ModelConfig, SampleConfig, TaskConfig, TrainConfig
 from .data import make_task
 from .figures import loss_figure
 from .sampling import generate
@@ -27,7 +27,8 @@ from .training import EpochEvent, FitResult, TrainingHistory, train_task
 
 def _sort_setup(epochs: int):
     task = make_task(TaskConfig("sort", 6, 3, train_size=2000, val_size=200, seed=0))
-    model = ModelConfig(len(task.vocab), [48] * 3, [192] * 3, 3, 0.1)
+    d_models, ffs, heads = (list(column) for column in zip(*DEFAULT_LAYERS))
+    model = ModelConfig(len(task.vocab), d_models, ffs, heads)
     return task, model, TrainConfig(epochs=epochs, batch_size=64, seed=0)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
-from .config import ModelConfig, SampleConfig, TaskConfig, TrainConfig, parse_int_list
+from .config import DEFAULT_LAYERS, ModelConfig, SampleConfig, TaskConfig, TrainConfig, parse_int_list
 from .data import make_task
 from .sampling import sample_text
 from .tasks import TASKS, task_kind
@@ -44,9 +44,10 @@ def _build_parser() -> argparse.ArgumentParser:
     task.add_argument("--text-file", type=Path, help="UTF-8 text for --task text")
     model = train.add_argument_group("model")
     model.add_argument("--model", default="configurable", choices=["configurable", "simple"])
-    model.add_argument("--d-model", default="48,48,48", help="width of each layer, comma-separated")
-    model.add_argument("--dim-feedforward", default="192,192,192", help="feed-forward width of each layer")
-    model.add_argument("--nhead", default="3", help="heads: one number for all layers, or one per layer")
+    d_models, ffs, heads = (",".join(map(str, column)) for column in zip(*DEFAULT_LAYERS))
+    model.add_argument("--d-model", default=d_models, help="width of each layer, comma-separated")
+    model.add_argument("--dim-feedforward", default=ffs, help="feed-forward width of each layer")
+    model.add_argument("--nhead", default=heads, help="heads: one number for all layers, or one per layer")
     model.add_argument("--dropout", type=float, default=ModelConfig.dropout)
     opt = train.add_argument_group("training")
     opt.add_argument("--epochs", type=int, default=TrainConfig.epochs,

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 MODEL_TYPES = ("configurable", "simple")
+# (d_model, dim_feedforward, nhead) per layer: minGPT's sort demo, 3 layers of 48 with 3 heads
+DEFAULT_LAYERS: tuple[tuple[int, int, int], ...] = ((48, 192, 3),) * 3
 MAX_SEED = 2**32 - 1  # what every seeded library here accepts (torch takes more, numpy does not)
 TEXT_CONTROL_ALLOWED = "\n\t"  # the only control characters a text may hold
 

@@ -8,13 +8,11 @@ from types import SimpleNamespace
 import gradio as gr
 
 import core
-from core.config import Limits, ModelConfig, TaskConfig, as_text
+from core.config import DEFAULT_LAYERS, Limits, ModelConfig, TaskConfig, as_text
 from core.tasks import task_kind
 
 from .inputs import DEFAULT_PRESET, LAYER_HEADERS, PRESETS, model_config_from, table_rows, user_errors, with_limits
 from .session import Session
-
-NEW_LAYER = [48, 192, 3]  # what "+ add layer" appends to an empty table
 
 
 @user_errors
@@ -47,7 +45,7 @@ def add_layer(table, *, limits: Limits):
     rows = table_rows(table)
     if len(rows) >= limits.max_layers:
         raise ValueError(f"the model already has {len(rows)} layers, the most this page allows")
-    return rows + [list(rows[-1]) if rows and isinstance(rows[-1], list) else list(NEW_LAYER)]
+    return rows + [list(rows[-1]) if rows and isinstance(rows[-1], list) else list(DEFAULT_LAYERS[-1])]
 
 
 @user_errors
@@ -68,7 +66,7 @@ def widgets() -> SimpleNamespace:
     with gr.Tab("1 · Build", id="build", elem_id="tab-build"), gr.Row():
         with gr.Column(scale=3):
             preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", elem_id="preset")
-            layers = gr.Dataframe(value=PRESETS[DEFAULT_PRESET]["layers"], headers=LAYER_HEADERS,
+            layers = gr.Dataframe(value=[list(layer) for layer in DEFAULT_LAYERS], headers=LAYER_HEADERS,
                                   datatype="number", column_count=(3, "fixed"), interactive=True, type="array",
                                   label="layers (one row per encoder layer, input at the top)",
                                   elem_id="layers-df")

@@ -7,11 +7,13 @@ from types import SimpleNamespace
 import gradio as gr
 
 import core
-from core.config import as_int
+from core.config import TaskConfig, as_int
+from core.tasks import make_problem
 
 from .inputs import user_errors
 
 MAX_SHOWN_LENGTH = 64
+DEFAULT_LENGTH = make_problem(TaskConfig().validate()).block_size  # the default task's model inputs
 
 
 @user_errors
@@ -26,7 +28,7 @@ def widgets() -> SimpleNamespace:
             "only if *j* ≤ *i*. `generate_square_subsequent_mask` puts `0` on and below the diagonal and "
             "`-inf` above it; added to the attention scores, `-inf` becomes a weight of exactly 0, so "
             "no token can read the future it is asked to predict.")
-        length = gr.Slider(1, 32, value=11, step=1, label="sequence length", elem_id="mask-len")
+        length = gr.Slider(1, 32, value=DEFAULT_LENGTH, step=1, label="sequence length", elem_id="mask-len")
         plot = gr.Plot(elem_id="mask-plot")
     return SimpleNamespace(length=length, plot=plot)
 

@@ -21,11 +21,12 @@ from gradio_client.utils import Status
 
 import app
 from core.checkpoint import load_checkpoint
-from core.config import Limits, TaskConfig
+from core.config import DEFAULT_LAYERS, Limits, TaskConfig
 from core.data import make_task
 from core.tasks import TASKS
 from core.training import StopReason
 from page import train_tab
+from page.inputs import DEFAULT_PRESET, PRESETS
 from page.session import Session
 
 HEADERS = ["d_model", "dim_feedforward", "nhead"]
@@ -662,3 +663,8 @@ def test_task_widgets_follow_the_registry(kind):
 
 def test_every_way_a_run_can_end_has_its_mark_on_the_page():
     assert set(train_tab.FINAL_MARKS) == set(typing.get_args(StopReason))
+
+
+def test_the_default_preset_is_the_default_model_everywhere():
+    """The page opens on the preset whose layers are core's default, the CLI's too."""
+    assert PRESETS[DEFAULT_PRESET]["layers"] == [list(layer) for layer in DEFAULT_LAYERS]
