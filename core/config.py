@@ -220,6 +220,8 @@ class ModelConfig:
     # training set and never solved one held-out prompt; 0.1 solved every seed but took more steps
     dropout: float = 0.05
     model_type: str = "configurable"
+    # False trains without the causal mask, as an experiment: each position reads the whole input
+    causal: bool = True
 
     def __post_init__(self) -> None:
         self.d_model_configs = list(self.d_model_configs)
@@ -282,6 +284,7 @@ class ModelConfig:
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be at least 0 and below 1, got {self.dropout!r}")
         self.dropout = dropout
+        self.causal = as_switch(self.causal, "causal")
         if self.model_type == "simple":
             for name, values in (("d_model", d_models), ("dim_feedforward", ffs),
                                  ("nhead", self.heads_per_layer)):

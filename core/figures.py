@@ -18,7 +18,7 @@ from .masks import generate_square_subsequent_mask
 from .training import TrainingHistory
 
 MAX_CURVE_POINTS = 600
-TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "#4C78A8", "#F58518", "#E45756"
+TRAIN_COLOR, VAL_COLOR, BEST_COLOR, ACCURACY_COLOR = "#4C78A8", "#F58518", "#E45756", "#54A24B"
 ALLOWED_COLOR, BLOCKED_COLOR = "#54A24B", "#E5E5E5"
 
 
@@ -79,15 +79,38 @@ def loss_figure(history: TrainingHistory | None, previous: TrainingHistory | Non
                                  mode="lines+markers", name="validation loss (per epoch)",
                                  line=dict(color=VAL_COLOR, width=2), marker=dict(size=5)))
         if history.best_epoch is not None:
-            best = history.epochs[history.best_epoch - 1]
-            fig.add_trace(go.Scatter(x=np.array([float(best.epoch)]), y=np.array([best.val_loss]),
-                                     mode="markers", name=f"best: epoch {best.epoch}",
-                                     marker=dict(symbol="star", size=15, color=BEST_COLOR)))
+            _mark_best(fig, history)
+        _add_accuracy(fig, history)
     fig.update_xaxes(title="epoch", rangemode="tozero")
     fig.update_yaxes(title="loss (cross-entropy)", type="log")
     title = "Loss" if history is None or not history.step_losses else \
         f"Loss: {len(history.step_losses)} steps, {len(history.epochs)} epochs"
     return _layout(fig, title)
+
+
+def _mark_best(fig: go.Figure, history: TrainingHistory) -> None:
+    """Star the best epoch; shade the epochs after it, whose models training did not keep."""
+    best, last = history.epochs[history.best_epoch - 1], history.epochs[-1]
+    fig.add_trace(go.Scatter(x=np.array([float(best.epoch)]), y=np.array([best.val_loss]),
+                             mode="markers", name=f"best: epoch {best.epoch}",
+                             marker=dict(symbol="star", size=15, color=BEST_COLOR)))
+    if last.epoch > best.epoch:
+        fig.add_vrect(x0=best.epoch, x1=last.epoch, fillcolor=BEST_COLOR, opacity=0.08, line_width=0,
+                      annotation_text="after the best epoch", annotation_position="top left",
+                      annotation_font=dict(size=10, color=BEST_COLOR))
+
+
+def _add_accuracy(fig: go.Figure, history: TrainingHistory) -> None:
+    """Held-out exact match per epoch on a right-hand axis from 0 to 100%, where a task scores it."""
+    scored = [r for r in history.epochs if r.val_accuracy is not None]
+    if not scored:
+        return
+    fig.add_trace(go.Scatter(x=np.array([r.epoch for r in scored], dtype=float),
+                             y=np.array([r.val_accuracy for r in scored]), yaxis="y2", mode="lines+markers",
+                             name="held-out exact match (per epoch)", line=dict(color=ACCURACY_COLOR, width=2),
+                             marker=dict(size=5, symbol="diamond")))
+    fig.update_layout(yaxis2=dict(title="held-out exact match", overlaying="y", side="right", range=[0, 1.02],
+                                  tickformat=".0%", showgrid=False))
 
 
 def architecture_figure(config: ModelConfig) -> go.Figure:

@@ -22,8 +22,9 @@ from .model import _CausalLM
 
 
 def supports_kv_cache(model: nn.Module) -> bool:
-    """Our models: pre-norm encoder layers with packed q/k/v weights. Anything else is re-run whole."""
-    return isinstance(model, _CausalLM) and all(
+    """Our causal models: pre-norm encoder layers with packed q/k/v weights. Anything else is re-run
+    whole (without the mask a new token changes every earlier position, so nothing can be kept)."""
+    return isinstance(model, _CausalLM) and model.causal and all(
         layer.norm_first and layer.self_attn.in_proj_weight is not None
         for layer in model.encoder_layers())
 

@@ -53,8 +53,9 @@ def _encoder_layer(d_model: int, nhead: int, dim_feedforward: int, dropout: floa
 class _CausalLM(nn.Module):
     """Token embedding -> positions -> a stack (subclass) -> final LayerNorm -> vocabulary head."""
 
-    def _init_io(self, vocab_size: int, d_in: int, d_out: int, dropout: float) -> None:
+    def _init_io(self, vocab_size: int, d_in: int, d_out: int, dropout: float, causal: bool) -> None:
         self.vocab_size = vocab_size
+        self.causal = causal
         self.embedding = nn.Embedding(vocab_size, d_in)
         self.pos_encoding = PositionalEncoding(d_in, dropout)
         self.final_norm = nn.LayerNorm(d_out)
@@ -72,6 +73,10 @@ class _CausalLM(nn.Module):
             raise ValueError(f"expected token ids of shape (batch, time), got {tuple(src.shape)}")
         # (B, T) -> (B, T, C0)
         return self.pos_encoding(self.embedding(src), start)
+
+    def _mask(self, length: int, device: torch.device) -> torch.Tensor | None:
+        """The causal mask for `length` positions, (T, T); None for a model built with causal=False."""
+        return generate_square_subsequent_mask(length, device=device) if self.causal else None
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         # (B, T, C_last) -> (B, T, vocab)
@@ -95,16 +100,18 @@ class ConfigurableTransformer(_CausalLM):
     `nn.TransformerEncoder` clones one layer N times, so it cannot hold layers of different
     widths: `self.layers` is an `nn.ModuleList` in the order the input passes through, with an
     `nn.Linear(d_prev, d_next)` exactly where d_model changes, and we hand the causal mask to
-    each encoder layer ourselves.
+    each encoder layer ourselves. `causal=False` leaves the mask out, as an experiment: every
+    position then reads the whole input, the answer it is asked to predict included.
     """
 
     def __init__(self, vocab_size: int, d_model_configs: list[int], dim_feedforward_configs: list[int],
-                 nhead: int | list[int] = 4, dropout: float = 0.1, device: torch.device | str | None = None):
+                 nhead: int | list[int] = 4, dropout: float = 0.1, device: torch.device | str | None = None,
+                 causal: bool = True):
         super().__init__()
-        config = ModelConfig(vocab_size, d_model_configs, dim_feedforward_configs, nhead, dropout)
+        config = ModelConfig(vocab_size, d_model_configs, dim_feedforward_configs, nhead, dropout, causal=causal)
         config.validate()
         self.d_model_configs = list(config.d_model_configs)
-        self._init_io(vocab_size, self.d_model_configs[0], self.d_model_configs[-1], dropout)
+        self._init_io(vocab_size, self.d_model_configs[0], self.d_model_configs[-1], dropout, config.causal)
         self.layers = nn.ModuleList()
         previous = self.d_model_configs[0]
         for d_model, dim_ff, heads in zip(self.d_model_configs, config.dim_feedforward_configs,
@@ -116,12 +123,12 @@ class ConfigurableTransformer(_CausalLM):
         self.to(device)
 
     def forward(self, src: torch.Tensor) -> torch.Tensor:
-        """(B, T) token ids -> (B, T, vocab) logits; position t sees only positions <= t."""
+        """(B, T) token ids -> (B, T, vocab) logits; position t sees only positions <= t (if causal)."""
         x = self._embed(src)  # (B, T) -> (B, T, C0); checks the shape first
-        mask = generate_square_subsequent_mask(src.size(1), device=src.device)  # (T, T)
+        mask = self._mask(src.size(1), src.device)  # (T, T) or None
         for layer in self.layers:
             if isinstance(layer, nn.TransformerEncoderLayer):
-                x = layer(x, src_mask=mask, is_causal=True)  # (B, T, C_i) -> (B, T, C_i)
+                x = layer(x, src_mask=mask, is_causal=self.causal)  # (B, T, C_i) -> (B, T, C_i)
             else:
                 x = layer(x)  # projection: (B, T, C_prev) -> (B, T, C_next)
         return self._head(x)
@@ -137,20 +144,20 @@ class SimpleTransformer(_CausalLM):
     """The uniform baseline: every layer the same width, stacked by `nn.TransformerEncoder`."""
 
     def __init__(self, vocab_size: int, d_model: int, nhead: int, num_layers: int, dim_feedforward: int,
-                 dropout: float = 0.1, device: torch.device | str | None = None):
+                 dropout: float = 0.1, device: torch.device | str | None = None, causal: bool = True):
         super().__init__()
-        ModelConfig(vocab_size, [d_model] * num_layers, [dim_feedforward] * num_layers, nhead,
-                    dropout, "simple").validate()
-        self._init_io(vocab_size, d_model, d_model, dropout)
+        config = ModelConfig(vocab_size, [d_model] * num_layers, [dim_feedforward] * num_layers, nhead,
+                             dropout, "simple", causal).validate()
+        self._init_io(vocab_size, d_model, d_model, dropout, config.causal)
         self.encoder = nn.TransformerEncoder(_encoder_layer(d_model, nhead, dim_feedforward, dropout),
                                              num_layers, enable_nested_tensor=False)
         self.to(device)
 
     def forward(self, src: torch.Tensor) -> torch.Tensor:
-        """(B, T) token ids -> (B, T, vocab) logits, the causal mask made for this T."""
+        """(B, T) token ids -> (B, T, vocab) logits, the causal mask (unless causal=False) made for this T."""
         x = self._embed(src)  # (B, T) -> (B, T, C); checks the shape first
-        mask = generate_square_subsequent_mask(src.size(1), device=src.device)  # (T, T)
-        x = self.encoder(x, mask=mask, is_causal=True)  # (B, T, C) -> (B, T, C)
+        mask = self._mask(src.size(1), src.device)  # (T, T) or None
+        x = self.encoder(x, mask=mask, is_causal=self.causal)  # (B, T, C) -> (B, T, C)
         return self._head(x)
 
     def encoder_layers(self) -> list[nn.TransformerEncoderLayer]:
@@ -166,9 +173,10 @@ def build_model(config: ModelConfig,
     config.validate()
     if config.model_type == "simple":
         return SimpleTransformer(config.vocab_size, config.d_model_configs[0], config.heads_per_layer[0],
-                                 config.num_layers, config.dim_feedforward_configs[0], config.dropout, device)
+                                 config.num_layers, config.dim_feedforward_configs[0], config.dropout, device,
+                                 config.causal)
     return ConfigurableTransformer(config.vocab_size, config.d_model_configs, config.dim_feedforward_configs,
-                                   config.nhead, config.dropout, device)
+                                   config.nhead, config.dropout, device, config.causal)
 
 
 def parameter_counts(model: nn.Module) -> list[tuple[str, int]]:
@@ -195,7 +203,7 @@ def attention_weights(model: _CausalLM, src: torch.Tensor) -> list[torch.Tensor]
     """
     was_training = model.training
     model.eval()
-    mask = generate_square_subsequent_mask(src.size(1), device=src.device)  # (T, T)
+    mask = model._mask(src.size(1), src.device)  # (T, T) or None
     x = model._embed(src)  # (B, T) -> (B, T, C0)
     maps: list[torch.Tensor] = []
     for layer in model.layer_stack():
@@ -204,7 +212,7 @@ def attention_weights(model: _CausalLM, src: torch.Tensor) -> list[torch.Tensor]
             _, weights = layer.self_attn(attn_input, attn_input, attn_input, attn_mask=mask,
                                          need_weights=True, average_attn_weights=False)
             maps.append(weights)  # (B, H, T, T)
-            x = layer(x, src_mask=mask, is_causal=True)
+            x = layer(x, src_mask=mask, is_causal=model.causal)
         else:
             x = layer(x)
     model.train(was_training)

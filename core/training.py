@@ -105,7 +105,12 @@ class EpochEvent:
 
 @dataclass
 class FitResult:
-    """The end of a run. `best_model` is None only if no epoch (not even a partial one) finished."""
+    """The end of a run. `best_model` is None only if no epoch (not even a partial one) finished.
+
+    `last_model` is the model as training left it, after its last validated epoch (None when no
+    epoch finished or the loss diverged): beside the best one, it shows what keeping the best
+    model bought.
+    """
 
     best_model: nn.Module | None
     best_loss: float
@@ -113,6 +118,7 @@ class FitResult:
     history: TrainingHistory
     stop_reason: StopReason
     message: str
+    last_model: nn.Module | None = None
 
 
 def configure_threads(concurrent_runs: int = 1, environ: dict[str, str] | None = None) -> int:
@@ -306,7 +312,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
         message += "; no epoch finished, so there is no model yet"
     else:
         message += f"; best model from epoch {best_epoch} (validation loss {best_loss:.4f})"
-    yield FitResult(_finish(best_model), best_loss, best_epoch, history, stop_reason, message)
+    last_model = _finish(model) if history.epochs else None
+    yield FitResult(_finish(best_model), best_loss, best_epoch, history, stop_reason, message, last_model)
 
 
 def _finish(best_model: nn.Module | None) -> nn.Module | None:

@@ -94,3 +94,20 @@ def test_attention_figure_draws_one_map_per_layer_and_head():
 def test_empty_figure_says_what_to_do():
     fig = empty_figure("Train a model first.")
     assert fig.data == () and fig.layout.annotations[0].text == "Train a model first."
+
+
+def test_held_out_exact_match_is_drawn_per_epoch_on_its_own_axis():
+    h = history(val_losses=(1.0, 0.5, 0.7))
+    for record, accuracy in zip(h.epochs, (0.1, 0.6, 0.5)):
+        record.val_accuracy = accuracy
+    fig = loss_figure(h)
+    accuracy = by_name(fig)["held-out exact match (per epoch)"]
+    assert list(accuracy.y) == [0.1, 0.6, 0.5] and accuracy.yaxis == "y2"
+    assert fig.layout.yaxis2.range == (0, 1.02) and fig.layout.yaxis2.overlaying == "y"
+
+
+def test_epochs_after_the_best_are_shaded_and_none_when_the_best_is_last():
+    shaded = loss_figure(history(val_losses=(1.0, 0.5, 0.7, 0.9)))
+    assert [(s.x0, s.x1) for s in shaded.layout.shapes] == [(2, 4)]
+    assert loss_figure(history(val_losses=(1.0, 0.5))).layout.shapes == ()
+    assert "held-out exact match (per epoch)" not in by_name(loss_figure(history()))  # text tasks score none

@@ -17,6 +17,7 @@ from core.model import (
     build_model,
     parameter_counts,
 )
+from core.probes import causality_check
 
 VOCAB = 7
 
@@ -158,6 +159,38 @@ def test_causality_check_detects_a_model_that_sees_the_future():
 
     past, _ = _future_changes_past(Leaky(), torch.randint(0, VOCAB, (2, 6)), 2, "eval")
     assert past > 1e-3
+
+
+@pytest.mark.parametrize("model_type", ["configurable", "simple"])
+def test_causal_false_lets_later_tokens_change_earlier_outputs_and_the_default_does_not(model_type):
+    x = torch.randint(0, VOCAB, (2, 7))
+    for causal in (True, False):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(VOCAB, [16, 16], [32, 32], 2, 0.0, model_type, causal=causal))
+        assert model.causal is causal
+        for mode in ("train", "eval", "eval_no_grad"):
+            past, _ = _future_changes_past(model, x, 2, mode)
+            assert (past > 1e-3) if not causal else (past <= 1e-5), (causal, mode, past)
+    assert ModelConfig(VOCAB, [16], [32]).causal is True
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_the_causality_check_is_exactly_zero_before_the_edit_only_with_the_mask(causal):
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(VOCAB, [16, 24], [32, 48], [2, 4], 0.1, causal=causal))
+    ids = torch.randint(0, VOCAB, (9,))
+    changes = causality_check(model, ids, 5, (ids[5].item() + 1) % VOCAB)
+    assert len(changes) == 9 and all(0 <= c <= 1 for c in changes)
+    assert changes[5] > 0
+    if causal:
+        assert changes[:5] == [0.0] * 5  # exactly, not approximately
+    else:
+        assert all(c > 0 for c in changes[:5]), changes
+    assert model.training, "the check restores the model's mode"
+    with pytest.raises(ValueError, match="between 0 and 8"):
+        causality_check(model, ids, 9, 0)
+    with pytest.raises(ValueError, match="already there"):
+        causality_check(model, ids, 3, ids[3].item())
 
 
 # --- any length -----------------------------------------------------------------------------

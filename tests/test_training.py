@@ -261,6 +261,22 @@ def test_best_model_passed_with_each_epoch_is_the_returned_one():
     assert not result.best_model.training
 
 
+def test_the_last_model_is_the_one_training_left_and_scores_the_last_epoch():
+    """Overfit on purpose (8 examples, many epochs): the last model differs from the best one,
+    and re-evaluating each reproduces its own epoch's validation loss."""
+    task = small_task()
+    task.train_dataset = torch.utils.data.Subset(task.train_dataset, range(8))
+    train_config = TrainConfig(epochs=40, batch_size=8, lr=1e-2, seed=0, solved_epochs=0)
+    *_, result = run(train_task(task, model_config_for(task, [16], dropout=0.0), train_config))
+    assert result.best_epoch < len(result.history.epochs), "this run was meant to overfit"
+    assert result.last_model is not result.best_model and not result.last_model.training
+    val = training.batch_loader(task.val_dataset, 64)
+    criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    last_loss = evaluate(result.last_model, val, criterion, torch.device("cpu"))
+    assert last_loss == pytest.approx(result.history.epochs[-1].val_loss, rel=1e-6)
+    assert evaluate(result.best_model, val, criterion, torch.device("cpu")) == pytest.approx(result.best_loss, rel=1e-6)
+
+
 def test_should_stop_ends_between_steps_and_still_returns_a_best_model():
     # drive the generator by hand so the stop flag follows the steps we have seen
     seen = []
