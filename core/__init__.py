@@ -27,7 +27,7 @@ _HOMES = {
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 _SUBMODULES = {"benchmark", "checkpoint", "cli", "config", "data", "figures", "kv_cache", "masks", "model",
-               "sampling", "tasks", "training"}
+               "probes", "sampling", "tasks", "training"}
 
 __all__ = sorted(_MODULE_OF)
 

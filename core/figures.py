@@ -162,6 +162,19 @@ def attention_figure(weights: Sequence[np.ndarray], tokens: Sequence[str], max_h
     return fig
 
 
+def causality_figure(changes: Sequence[float], tokens: Sequence[str], position: int, new_token: str) -> go.Figure:
+    """How far each position's prediction moved when the token at `position` changed: a bar per
+    position, the edited one red, those before it blue, and each bar labelled (an exact 0 as "0")."""
+    colors = [TRAIN_COLOR if i < position else BEST_COLOR if i == position else VAL_COLOR for i in range(len(tokens))]
+    labels = [f"{i}:{t!r}"[:8] for i, t in enumerate(tokens)]
+    fig = go.Figure(go.Bar(x=labels, y=np.asarray(changes, dtype=float), marker_color=colors,
+                           text=["0" if c == 0 else f"{c:.2g}" for c in changes], textposition="outside",
+                           hovertemplate="position %{x}: moved by %{y}<extra></extra>"))
+    fig.update_yaxes(title="change in its prediction (total variation)", range=[0, 1.1])
+    fig.update_xaxes(title="position: token")
+    return _layout(fig, f"Position {position} changed from {tokens[position]!r} to {new_token!r}", height=340)
+
+
 def empty_figure(message: str) -> go.Figure:
     """A blank figure that says what to do to fill it."""
     fig = go.Figure()

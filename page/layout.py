@@ -33,7 +33,7 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
         mask_tab.wire(demo, mask)
         train_event = train_tab.wire(demo, build, train, session, limits)
         sample_tab.wire(train_event, sample, inside, session, limits)
-        inside_tab.wire(demo, inside, session)
+        inside_tab.wire(demo, train_event, inside, session)
     demo.queue(default_concurrency_limit=8)
     return demo
 

@@ -13,7 +13,7 @@ import core
 from core.config import Limits, SampleConfig, as_float, as_int, as_seed, as_text
 
 from .inputs import user_errors, with_limits
-from .session import BestModel, Session
+from .session import KeptModel, Session
 
 NO_MODEL = "No model yet: train one (tab 3) or upload a checkpoint below."
 
@@ -41,6 +41,15 @@ def sample_config_from(greedy, temperature, top_k, top_p, max_new_tokens, seed) 
                         greedy=bool(greedy), seed=as_seed(seed_text) if seed_text else None)
 
 
+def _answer(kept: KeptModel, prompt: str, config: SampleConfig, limits: Limits) -> tuple[str, str]:
+    """A kept model's answer to a prompt, and a verdict where the task knows the right answer."""
+    answer = core.sampling.sample_text(kept.model, kept.task, prompt, config, limits)
+    expected = kept.task.expected_answer(prompt)
+    if expected is None:
+        return answer, ""
+    return answer, "✓ correct" if answer[: len(expected)] == expected else f"✗ expected `{expected}`"
+
+
 @user_errors
 def sample(prompt, greedy, temperature, top_k, top_p, max_new_tokens, seed, session: Session, *, limits: Limits):
     best = session.best
@@ -48,14 +57,31 @@ def sample(prompt, greedy, temperature, top_k, top_p, max_new_tokens, seed, sess
         raise ValueError("there is no model to sample from yet: train one (tab 3) or upload a checkpoint")
     prompt = as_text(prompt, "the prompt")
     config = sample_config_from(greedy, temperature, top_k, top_p, max_new_tokens, seed).validate(limits)
-    answer = core.sampling.sample_text(best.model, best.task, prompt, config, limits)
+    answer, verdict = _answer(best, prompt, config, limits)
     origin = f"<span class='tp-step-hint'>from the best model ({best.summary()})</span>"
-    expected = best.task.expected_answer(prompt)
-    if expected is None:
+    if not verdict:
         shown = [html.escape(t).replace("\n", "<br>") for t in (prompt, answer)]
         return f"**{shown[0]}**{shown[1]}\n\n{origin}"
-    verdict = "✓ correct" if answer[: len(expected)] == expected else f"✗ expected `{expected}`"
     return f"`{prompt}` → **`{answer}`** &nbsp; {verdict}\n\n{origin}"
+
+
+@user_errors
+def sample_best_and_last(prompt, greedy, temperature, top_k, top_p, max_new_tokens, seed, session: Session, *,
+                         limits: Limits):
+    """The same prompt and settings through the best model and the last one, side by side."""
+    if session.best is None or session.last is None:
+        raise ValueError("there is no last model to compare with: train a model in this session (tab 3); "
+                         "an uploaded checkpoint holds only its best model")
+    prompt = as_text(prompt, "the prompt")
+    config = sample_config_from(greedy, temperature, top_k, top_p, max_new_tokens, seed).validate(limits)
+    columns = [(kept, *_answer(kept, prompt, config, limits)) for kept in (session.best, session.last)]
+    rows = (("epoch", lambda kept, answer, verdict: str(kept.epoch)),
+            ("validation loss", lambda kept, answer, verdict: f"{kept.val_loss:.4f}"),
+            ("held-out exact match", lambda kept, answer, verdict: kept.exact_match()),
+            (f"answer to `{html.escape(prompt)}`", lambda kept, answer, verdict: f"`{html.escape(answer)}` {verdict}"))
+    lines = ["| | best model | last model |", "|---|---|---|"]
+    lines += [f"| {label} | " + " | ".join(cell(*column) for column in columns) + " |" for label, cell in rows]
+    return "\n".join(lines)
 
 
 @user_errors
@@ -78,7 +104,7 @@ def upload(file, session: Session, *, limits: Limits):
         return (gr.skip(),) * 4 + (session,)
     checkpoint = core.checkpoint.load_checkpoint(str(file), limits=limits)  # checks everything before building
     summary = checkpoint.summary
-    session.adopt(BestModel(checkpoint.model, checkpoint.model_config, checkpoint.task, summary["best_epoch"],
+    session.adopt_upload(KeptModel(checkpoint.model, checkpoint.model_config, checkpoint.task, summary["best_epoch"],
                             summary["best_val_loss"], summary["val_accuracy"],
                             f"the uploaded file {Path(str(file)).name}"))
     return (*describe_best(session), session)
@@ -92,8 +118,11 @@ def widgets(limits: Limits) -> SimpleNamespace:
                 examples = gr.Dropdown([], label="held-out examples (pick one)", elem_id="examples",
                                        allow_custom_value=True)
                 prompt = gr.Textbox(label="prompt", elem_id="prompt", placeholder="e.g. 210120")
-                sample_btn = gr.Button("Sample", variant="primary", elem_id="sample-btn")
+                with gr.Row():
+                    sample_btn = gr.Button("Sample", variant="primary", elem_id="sample-btn")
+                    compare_btn = gr.Button("Best vs last model", elem_id="compare-btn")
                 output = gr.Markdown(elem_id="sample-output")
+                compare = gr.Markdown(elem_id="compare-output")
             with gr.Column(scale=2):
                 settings = _settings(limits)
         with gr.Row():
@@ -102,6 +131,7 @@ def widgets(limits: Limits) -> SimpleNamespace:
             upload_file = gr.File(label="upload a checkpoint to sample from", file_types=[".safetensors"],
                                   elem_id="upload-file")
     return SimpleNamespace(info=info, examples=examples, prompt=prompt, sample_btn=sample_btn, output=output,
+                           compare_btn=compare_btn, compare=compare,
                            settings=settings, max_new=settings[4], save_btn=save_btn,
                            checkpoint_file=checkpoint_file, upload_file=upload_file)
 
@@ -127,6 +157,8 @@ def wire(train_event, tab: SimpleNamespace, inside: SimpleNamespace, session: gr
     tab.examples.change(lambda example: example, [tab.examples], [tab.prompt], api_visibility="private")
     gr.on([tab.sample_btn.click, tab.prompt.submit], with_limits(sample, limits), [tab.prompt, *tab.settings, session],
           [tab.output], api_name="sample")
+    tab.compare_btn.click(with_limits(sample_best_and_last, limits), [tab.prompt, *tab.settings, session],
+                          [tab.compare], api_name="sample_best_and_last")
     tab.save_btn.click(save, [session], [tab.checkpoint_file], api_name="save_checkpoint")
     tab.upload_file.upload(with_limits(upload, limits), [tab.upload_file, session], [*best_outputs, session],
                            api_name="upload_checkpoint")

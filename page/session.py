@@ -4,7 +4,7 @@ visitors never see each other's models."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import core
@@ -12,8 +12,8 @@ from core.config import ModelConfig
 
 
 @dataclass(frozen=True)
-class BestModel:
-    """The model a visitor samples from, with everything that must change together with it.
+class KeptModel:
+    """A model a visitor keeps (the best one, or the last), with everything that must change with it.
 
     Replaced whole, never edited field by field: Save always writes the weights with the config
     and task they were trained under, and a failed upload can't leave a half-switched model.
@@ -33,6 +33,9 @@ class BestModel:
         loss_text = f"{loss:.4f}" if isinstance(loss, (int, float)) and math.isfinite(loss) else "unknown"
         return f"epoch {self.epoch if self.epoch is not None else 'unknown'}, validation loss {loss_text}"
 
+    def exact_match(self) -> str:
+        return "not scored (text)" if self.val_accuracy is None else f"{self.val_accuracy:.1%}"
+
 
 @dataclass
 class Session:
@@ -44,7 +47,12 @@ class Session:
     """
 
     table_config: ModelConfig | None = None  # the layer table's last valid shape, shown on Build
-    best: BestModel | None = None
+    best: KeptModel | None = None
+    last: KeptModel | None = None  # the model as the last run left it (None for an upload)
+    # the best model of the latest run with the causal mask (True) and without it (False)
+    best_by_mask: dict[bool, KeptModel] = field(default_factory=dict)
+    # (epoch, per-layer attention maps (H, T, T), tokens) of one example, each time the model improved
+    attention_over_training: list[tuple[int, list, list[str]]] = field(default_factory=list)
     history: core.training.TrainingHistory | None = None
     previous_history: core.training.TrainingHistory | None = None
     runs_queued: int = 0
@@ -55,16 +63,19 @@ class Session:
         self.runs_queued += 1
 
     def start_run(self) -> int:
-        """Number a run as it starts; an older run still going in this session is superseded.
-
-        The last run's curve becomes the faint previous one, and the new run starts an empty one.
-        """
+        """Number a run as it starts; an older run still going in this session is superseded."""
         self.runs_started += 1
         self.runs_queued = max(self.runs_queued, self.runs_started)  # a run that bypassed the queue
+        return self.runs_started
+
+    def begin_training(self, table_config: ModelConfig) -> None:
+        """A run whose inputs all checked out starts training: the last run's curve becomes the
+        faint previous one, and what belonged to the last run's models goes."""
+        self.table_config = table_config
         if self.history is not None and self.history.step_losses:
             self.previous_history = self.history
         self.history = core.training.TrainingHistory()
-        return self.runs_started
+        self.last, self.attention_over_training = None, []
 
     def should_stop(self, run: int) -> bool:
         return run <= self.stopped_through or run != self.runs_started
@@ -72,6 +83,15 @@ class Session:
     def stop(self) -> None:
         self.stopped_through = self.runs_queued
 
-    def adopt(self, best: BestModel) -> None:
-        """A new best model, trained here or uploaded, with its config, task and summary at once."""
+    def adopt(self, best: KeptModel) -> None:
+        """A new best model of this session's training, with its config, task and summary at once."""
         self.best = best
+        self.best_by_mask[best.config.causal] = best
+
+    def adopt_upload(self, uploaded: KeptModel) -> None:
+        """An uploaded model replaces the best one; the last model and the run's maps were another model's."""
+        self.best, self.last = uploaded, None
+        self.attention_over_training = []
+
+    def finish_run(self, last: KeptModel | None) -> None:
+        self.last = last

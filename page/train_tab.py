@@ -17,7 +17,7 @@ from core.config import Limits, TaskConfig, TrainConfig, as_float, as_int, as_se
 from core.tasks import TASKS, task_kind
 
 from .inputs import SAMPLE_TEXT, model_config_from, task_config_from, user_errors, with_limits
-from .session import BestModel, Session
+from .session import KeptModel, Session
 
 STREAM_UPDATES_PER_SECOND = 4  # each update resends the whole figure: a few per second stays smooth
 FINAL_MARKS = {"completed": "✓ Done", "solved": "✓ Solved", "early_stopping": "✓ Early stop",
@@ -53,7 +53,7 @@ def note_queued_run(*inputs):
 
 @user_errors
 def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
-          epochs, batch_size, lr, seed, patience, session: Session, stop_when_solved=True,
+          epochs, batch_size, lr, seed, patience, session: Session, stop_when_solved=True, causal=True,
           progress=gr.Progress(), *, limits: Limits):
     """Stream the loss curve and a status line while core's loop trains."""
     this_run = session.start_run()
@@ -63,9 +63,10 @@ def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val
         return
     # Everything that can be wrong is checked before the session's model is touched.
     task = core.data.make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed), limits)
-    model_config = model_config_from(table, model_type, dropout, len(task.vocab), limits)
+    model_config = model_config_from(table, model_type, dropout, len(task.vocab), limits,
+                                     as_switch(causal, "causal mask"))
     train_config = train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved).validate(limits)
-    session.table_config = model_config
+    session.begin_training(model_config)
     try:
         yield from _stream_run(task, model_config, train_config, session, this_run, progress, limits)
     finally:
@@ -83,6 +84,7 @@ def train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved) 
 def _stream_run(task, model_config, train_config, session: Session, this_run: int, progress, limits: Limits):
     """The loop's events as figure and status updates, a few per second; each new best is adopted."""
     kept_task = task.without_data()  # what the session keeps once the run ends
+    example = task.examples(1)[0]  # the one whose attention maps are kept as the model improves
     last_yield, status = 0.0, "Starting…"
     events = core.training.train_task(task, model_config, train_config, lambda: session.should_stop(this_run), limits)
     for event in events:
@@ -95,13 +97,46 @@ def _stream_run(task, model_config, train_config, session: Session, this_run: in
         elif isinstance(event, core.training.EpochEvent):
             record = event.record
             if record.improved:
-                session.adopt(BestModel(event.best_model, model_config, kept_task, record.epoch,
+                session.adopt(KeptModel(event.best_model, model_config, kept_task, record.epoch,
                                         record.val_loss, record.val_accuracy, "this session's training"))
+                session.attention_over_training.append(
+                    (record.epoch, *core.sampling.attention_on_example(event.best_model, kept_task, example)))
             status = core.training.format_epoch(event)
         elif isinstance(event, core.training.FitResult):
+            session.finish_run(_last_model(event, model_config, kept_task))
             status = _final_status(event, session)
         last_yield = time.monotonic()
         yield core.figures.loss_figure(session.history, session.previous_history), status
+
+
+def _last_model(result, model_config, kept_task) -> KeptModel | None:
+    if result.last_model is None:
+        return None
+    record = result.history.epochs[-1]
+    return KeptModel(result.last_model, model_config, kept_task, record.epoch, record.val_loss,
+                     record.val_accuracy, "this session's training (its last epoch)")
+
+
+WHY_THE_MASK = (
+    "Without the mask every position also reads the tokens after it, so in training the token it must "
+    "predict is right there in its input: copying it drives the validation loss (measured the same way, "
+    "the right answer in the input) far down. Generating, the next token does not exist yet, so there is "
+    "nothing to copy, and the held-out exact match of its answers collapses.")
+
+
+def mask_lesson(session: Session) -> str:
+    """The latest runs with and without the causal mask side by side, once a run went without it
+    (the end of every later run's status shows it, so a student can train with it next and compare)."""
+    without = session.best_by_mask.get(False)
+    if without is None:
+        return ""
+    columns = [session.best_by_mask.get(True), without]
+
+    def cells(value) -> str:
+        return " | ".join("train once with the mask to compare" if kept is None else value(kept) for kept in columns)
+    return ("| best model of the latest run | with the causal mask | without it |\n|---|---|---|\n"
+            f"| validation loss | {cells(lambda kept: f'{kept.val_loss:.4f}')} |\n"
+            f"| held-out exact match | {cells(KeptModel.exact_match)} |\n\n{WHY_THE_MASK}")
 
 
 @user_errors
@@ -127,7 +162,8 @@ def _final_status(result, session: Session) -> str:
         text += " Sample from it in tab 4."
     if result.stop_reason == "diverged":
         gr.Warning(result.message)
-    return text
+    lesson = mask_lesson(session)
+    return f"{text}\n\n{lesson}" if lesson else text
 
 
 def widgets() -> SimpleNamespace:
@@ -141,6 +177,9 @@ def widgets() -> SimpleNamespace:
                 tab.lr = gr.Number(TrainConfig.lr, label="learning rate", elem_id="lr")
                 tab.seed = gr.Number(TrainConfig.seed, label="seed", elem_id="seed")
                 tab.patience = gr.Number(0, label="patience (0 = off)", elem_id="patience")
+            tab.causal = gr.Checkbox(
+                True, label="causal mask", elem_id="causal",
+                info="untick to train the same model without it, as an experiment (see what it changes)")
             tab.stop_when_solved = gr.Checkbox(
                 True, label="stop once solved", elem_id="stop-when-solved",
                 info=f"ends the run when the best model gets every held-out prompt right and "
@@ -179,7 +218,7 @@ def wire(demo: gr.Blocks, build: SimpleNamespace, tab: SimpleNamespace, session:
                    api_visibility="private")
     inputs = [build.layers, build.model_type, build.dropout, tab.kind, tab.seq_len, tab.num_digits,
               tab.train_size, tab.val_size, tab.text, tab.epochs, tab.batch_size, tab.lr, tab.seed,
-              tab.patience, session, tab.stop_when_solved]
+              tab.patience, session, tab.stop_when_solved, tab.causal]
     train_event = tab.train_btn.click(
         with_limits(train, limits), inputs, [tab.loss_plot, tab.status], api_name="train",
         concurrency_limit=train_concurrency(), concurrency_id="train", validator=note_queued_run,

@@ -31,7 +31,8 @@ from page.session import Session
 
 HEADERS = ["d_model", "dim_feedforward", "nhead"]
 PUBLIC_ENDPOINTS = {"describe_model", "mask", "add_layer", "remove_layer", "preset", "train",
-                    "stop", "sample", "save_checkpoint", "upload_checkpoint", "look_inside"}
+                    "stop", "sample", "save_checkpoint", "upload_checkpoint", "look_inside",
+                    "causality_check", "sample_best_and_last", "attention_over_training"}
 # What gradio_client hands back for an output the handler left alone (gr.skip()).
 SKIP = {"__type__": "update"}
 
@@ -39,6 +40,8 @@ SKIP = {"__type__": "update"}
 # exercises most of the page (projection, attention per layer x head) in a couple of seconds.
 SMALL_LAYERS = [[16, 64, 2], [24, 96, 3]]
 SMALL_TASK = dict(kind="sort", seq_len=4, num_digits=3, train_size=256, val_size=64)
+SORT6 = dict(rows=[[48, 192, 3]] * 3, kind="sort", seq_len=6, num_digits=3, train_size=2000, val_size=200,
+             dropout=0.05)  # the default run
 
 
 def table(rows):
@@ -53,10 +56,10 @@ def describe(client, rows, kind="sort", seq_len=6, num_digits=3, model_type="con
 
 def train_args(rows=SMALL_LAYERS, *, epochs=3, kind="sort", seq_len=4, num_digits=3, train_size=256,
                val_size=64, batch_size=64, lr=3e-3, seed=0, patience=0, model_type="configurable",
-               dropout=0.1, text="", stop_when_solved=True):
+               dropout=0.1, text="", stop_when_solved=True, causal=True):
     """/train's inputs in the page's order (the session State is not part of the API)."""
     return (table(rows), model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
-            epochs, batch_size, lr, seed, patience, stop_when_solved)
+            epochs, batch_size, lr, seed, patience, stop_when_solved, causal)
 
 
 def sample(client, prompt, max_new_tokens=4, greedy=True, seed=""):
@@ -668,3 +671,69 @@ def test_every_way_a_run_can_end_has_its_mark_on_the_page():
 def test_the_default_preset_is_the_default_model_everywhere():
     """The page opens on the preset whose layers are core's default, the CLI's too."""
     assert PRESETS[DEFAULT_PRESET]["layers"] == [list(layer) for layer in DEFAULT_LAYERS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Lessons: without the mask, the causality check, best vs last, attention while it trained
+# ---------------------------------------------------------------------------------------------
+
+def table_row(markdown: str, label: str) -> list[str]:
+    """The cells after `label` in a Markdown table row."""
+    row = next(line for line in markdown.splitlines() if line.startswith(f"| {label} |"))
+    return [cell.strip() for cell in row.strip("|").split("|")[1:]]
+
+
+def percent(cell: str) -> float:
+    return float(cell.rstrip("%")) / 100
+
+
+def test_without_the_mask_validation_loss_drops_while_exact_match_collapses(client):
+    """The "Why the mask" lesson through the API: an unmasked run, then a masked one, compared."""
+    c = client()
+    unmasked = train(c, epochs=8, causal=False, **SORT6)[-1][1]
+    assert "train once with the mask to compare" in unmasked, unmasked
+    assert "Without the mask every position also reads the tokens after it" in unmasked
+    status = train(c, epochs=8, **SORT6)[-1][1]  # as long, with the mask
+    (with_loss, without_loss), (with_match, without_match) = (
+        table_row(status, "validation loss"), table_row(status, "held-out exact match"))
+    assert float(without_loss) < float(with_loss) / 2, status
+    assert percent(without_match) < 0.3 < 0.9 < percent(with_match), status
+
+
+def test_causality_check_is_exactly_zero_before_the_edit_with_the_mask_and_not_without(client):
+    c = client()
+    for causal, words in ((True, "moved by exactly 0"), (False, "positions before 3 moved")):
+        train(c, epochs=1, causal=causal, **SMALL_TASK)
+        figure_value, text = c.predict("2101000", 3, api_name="/causality_check")
+        assert words in text, text
+        changes = array(figure(figure_value)["data"][0]["y"])
+        assert len(changes) == 7 and changes[3] > 0
+        assert (changes[:3] == 0).all() if causal else (changes[:3] > 0).all(), changes
+        if causal:
+            assert "How far each position's prediction moved: 0: 0 · 1: 0 · 2: 0 · 3: " in text
+
+
+def test_best_and_last_model_answer_side_by_side(trained):
+    shown = trained.predict("2101", True, 1.0, 0, 1.0, 4, "", api_name="/sample_best_and_last")
+    assert table_row(shown, "epoch") == ["2", "2"] or len(table_row(shown, "epoch")) == 2, shown
+    for label in ("validation loss", "held-out exact match"):
+        assert len(table_row(shown, label)) == 2, shown
+    answers = table_row(shown, "answer to `2101`")
+    assert all(("✓ correct" in a) or ("✗ expected `0112`" in a) for a in answers), answers
+
+
+def test_an_upload_has_no_last_model_to_compare(trained, client):
+    fresh = client()
+    fresh.predict(handle_file(trained.predict(api_name="/save_checkpoint")), api_name="/upload_checkpoint")
+    with pytest.raises(AppError, match="there is no last model to compare with"):
+        fresh.predict("2101", True, 1.0, 0, 1.0, 4, "", api_name="/sample_best_and_last")
+
+
+def test_attention_maps_are_kept_as_the_model_improves(client):
+    c = client()
+    train(c, epochs=3, stop_when_solved=False, **SMALL_TASK)
+    first = figure(c.predict(1, api_name="/attention_over_training"))
+    assert "Attention at epoch 1 (snapshot 1 of" in first["layout"]["title"]["text"]
+    assert len(first["data"]) == sum(heads for _, _, heads in SMALL_LAYERS)
+    with pytest.raises(AppError, match="9 is (greater than maximum value|above the limit of)"):
+        c.predict(9, api_name="/attention_over_training")

@@ -11,6 +11,7 @@ from core.figures import (
     MAX_CURVE_POINTS,
     architecture_figure,
     attention_figure,
+    causality_figure,
     downsample,
     empty_figure,
     loss_figure,
@@ -111,3 +112,11 @@ def test_epochs_after_the_best_are_shaded_and_none_when_the_best_is_last():
     assert [(s.x0, s.x1) for s in shaded.layout.shapes] == [(2, 4)]
     assert loss_figure(history(val_losses=(1.0, 0.5))).layout.shapes == ()
     assert "held-out exact match (per epoch)" not in by_name(loss_figure(history()))  # text tasks score none
+
+
+def test_causality_figure_labels_exact_zeros_as_zero_and_colors_the_edit():
+    fig = causality_figure([0.0, 0.0, 0.31, 0.0021], list("2101"), 2, "1")
+    bar = fig.data[0]
+    assert list(bar.text) == ["0", "0", "0.31", "0.0021"]
+    assert bar.marker.color[2] != bar.marker.color[0] != bar.marker.color[3]
+    assert "Position 2 changed from '0' to '1'" in fig.layout.title.text
