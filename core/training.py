@@ -101,6 +101,7 @@ class EpochEvent:
     num_epochs: int
     history: TrainingHistory
     best_model: nn.Module | None  # the deep copy kept so far (the same object until it improves)
+    ends_run: bool = False  # the FitResult comes next: no more steps (a stepping caller can finish)
 
 
 @dataclass
@@ -293,19 +294,17 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
             lr=optimizer.param_groups[0]["lr"], partial=interrupted)
         history.epochs.append(record)
         history.best_epoch, history.best_val_loss = best_epoch, best_loss
-        yield EpochEvent(record, num_epochs, history, best_model)
-        if interrupted:
-            break
         solved_count += record.val_accuracy == 1.0
         best_is_solved = record.val_accuracy == 1.0 if improved else best_is_solved
-        if solved_epochs and best_is_solved and solved_count >= solved_epochs:
-            stop_reason = "solved"
-            message = (f"held-out exact match reached 100% in {solved_count} epochs and the best model "
-                       f"scores 100%, so training stopped after epoch {epoch}")
+        early_end = None if interrupted else _early_end(
+            solved_epochs and best_is_solved and solved_count >= solved_epochs,
+            patience is not None and stale_epochs >= patience, solved_count, epoch, patience, best_epoch)
+        yield EpochEvent(record, num_epochs, history, best_model,
+                         ends_run=interrupted or early_end is not None or epoch == num_epochs)
+        if interrupted:
             break
-        if patience is not None and stale_epochs >= patience:
-            stop_reason = "early_stopping"
-            message = f"stopped early: no improvement for {patience} epochs after epoch {best_epoch}"
+        if early_end is not None:
+            stop_reason, message = early_end
             break
 
     if best_model is None:
@@ -314,6 +313,17 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
         message += f"; best model from epoch {best_epoch} (validation loss {best_loss:.4f})"
     last_model = _finish(model) if history.epochs else None
     yield FitResult(_finish(best_model), best_loss, best_epoch, history, stop_reason, message, last_model)
+
+
+def _early_end(solved: bool, out_of_patience: bool, solved_count: int, epoch: int, patience: int | None,
+               best_epoch: int | None) -> tuple[StopReason, str] | None:
+    """Why a run ends before its last epoch, if it does: solved, or no improvement for `patience` epochs."""
+    if solved:
+        return "solved", (f"held-out exact match reached 100% in {solved_count} epochs and the best model "
+                          f"scores 100%, so training stopped after epoch {epoch}")
+    if out_of_patience:
+        return "early_stopping", f"stopped early: no improvement for {patience} epochs after epoch {best_epoch}"
+    return None
 
 
 def _finish(best_model: nn.Module | None) -> nn.Module | None:

@@ -62,8 +62,19 @@ def apply_preset(name):
     return [list(r) for r in preset["layers"]], preset["model_type"]
 
 
+NOTICE = ("**What to notice.** Each row is one encoder layer with its own width. Where the width changes, "
+          "a `Linear` projection joins the two layers: the parts table shows it and what it costs. Most "
+          "parameters sit in the feed-forward widths, not in attention.")
+
+
 def widgets() -> SimpleNamespace:
-    with gr.Tab("1 · Build", id="build", elem_id="tab-build"), gr.Row():
+    with gr.Tab("1 · Build", id="build", elem_id="tab-build"):
+        gr.Markdown(NOTICE, elem_id="build-notice")
+        return _widgets()
+
+
+def _widgets() -> SimpleNamespace:
+    with gr.Row():
         with gr.Column(scale=3):
             preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", elem_id="preset")
             layers = gr.Dataframe(value=[list(layer) for layer in DEFAULT_LAYERS], headers=LAYER_HEADERS,

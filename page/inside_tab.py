@@ -104,12 +104,13 @@ def widgets() -> SimpleNamespace:
                            causality_plot=causality_plot, causality_text=causality_text)
 
 
-def wire(demo: gr.Blocks, train_event, inside: SimpleNamespace, session: gr.State) -> None:
+def wire(demo: gr.Blocks, training: list, inside: SimpleNamespace, session: gr.State) -> None:
     inside.button.click(look_inside, [inside.text, session], [inside.attention_plot, inside.mask_plot],
                         api_name="look_inside")
     demo.load(lambda: core.figures.empty_figure(EMPTY_MESSAGE), None, [inside.attention_plot],
               api_visibility="private")
-    train_event.then(snapshot_slider, [session], [inside.snapshot], api_visibility="private")
+    for event in training:
+        event.then(snapshot_slider, [session], [inside.snapshot], api_visibility="private")
     inside.snapshot.release(attention_over_training, [inside.snapshot, session], [inside.attention_plot],
                             api_name="attention_over_training")
     inside.check_btn.click(causality_check, [inside.text, inside.position, session],

@@ -11,7 +11,7 @@ import gradio as gr
 import core
 from core.config import Limits, as_int
 
-from . import build_tab, inside_tab, mask_tab, sample_tab, train_tab
+from . import build_tab, inside_tab, lessons, mask_tab, sample_tab, train_tab
 from .inputs import ASSETS
 from .session import Session
 
@@ -26,14 +26,16 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
     with gr.Blocks(title="Transformer Playground", delete_cache=(3600, 3600)) as demo:
         session = gr.State(Session())
         gr.Markdown(TITLE, elem_id="tp-title")
+        lesson = lessons.widgets()
         with gr.Tabs(elem_id="tabs"):
             build, mask, train = build_tab.widgets(), mask_tab.widgets(), train_tab.widgets()
             sample, inside = sample_tab.widgets(limits), inside_tab.widgets()
         build_tab.wire(demo, build, train, session, limits)
         mask_tab.wire(demo, mask)
-        train_event = train_tab.wire(demo, build, train, session, limits)
-        sample_tab.wire(train_event, sample, inside, session, limits)
-        inside_tab.wire(demo, train_event, inside, session)
+        training = train_tab.wire(demo, build, train, session, limits)
+        sample_tab.wire(training, sample, inside, session, limits)
+        inside_tab.wire(demo, training, inside, session)
+        lessons.wire(lesson, build, train)
     demo.queue(default_concurrency_limit=8)
     return demo
 

@@ -24,10 +24,11 @@ def show_mask(length):
 def widgets() -> SimpleNamespace:
     with gr.Tab("2 · Mask", id="mask", elem_id="tab-mask"):
         gr.Markdown(
-            "Row *i* is the token at position *i* predicting the next one; it may look at column *j* "
-            "only if *j* ≤ *i*. `generate_square_subsequent_mask` puts `0` on and below the diagonal and "
-            "`-inf` above it; added to the attention scores, `-inf` becomes a weight of exactly 0, so "
-            "no token can read the future it is asked to predict.")
+            "**What to notice.** Row *i* is the token at position *i* predicting the next one; it may look "
+            "at column *j* only if *j* ≤ *i*. `generate_square_subsequent_mask` puts `0` on and below the "
+            "diagonal and `-inf` above it; added to the attention scores, `-inf` becomes a weight of exactly "
+            "0, so no token can read the future it is asked to predict. The lesson *Why the mask* trains "
+            "without it.", elem_id="mask-notice")
         length = gr.Slider(1, 32, value=DEFAULT_LENGTH, step=1, label="sequence length", elem_id="mask-len")
         plot = gr.Plot(elem_id="mask-plot")
     return SimpleNamespace(length=length, plot=plot)

@@ -16,6 +16,9 @@ from .inputs import user_errors, with_limits
 from .session import KeptModel, Session
 
 NO_MODEL = "No model yet: train one (tab 3) or upload a checkpoint below."
+NOTICE = ("**What to notice.** Answers come from the best model training kept, one token at a time, each "
+          "token chosen from the model's prediction (greedy takes the likeliest). *Best vs last model* asks "
+          "the model as training left it too: after overfitting it answers worse than the kept one.")
 
 
 @user_errors
@@ -112,6 +115,7 @@ def upload(file, session: Session, *, limits: Limits):
 
 def widgets(limits: Limits) -> SimpleNamespace:
     with gr.Tab("4 · Sample", id="sample", elem_id="tab-sample"):
+        gr.Markdown(NOTICE, elem_id="sample-notice")
         info = gr.Markdown(NO_MODEL, elem_id="sample-info")
         with gr.Row():
             with gr.Column(scale=3):
@@ -150,10 +154,11 @@ def _settings(limits: Limits) -> list:
     ]
 
 
-def wire(train_event, tab: SimpleNamespace, inside: SimpleNamespace, session: gr.State, limits: Limits) -> None:
+def wire(training: list, tab: SimpleNamespace, inside: SimpleNamespace, session: gr.State, limits: Limits) -> None:
     """The Sample and Look-inside tabs follow the session's best model, trained or uploaded."""
     best_outputs = [tab.info, tab.examples, tab.max_new, inside.text]
-    train_event.then(describe_best, [session], best_outputs, api_visibility="private")
+    for event in training:
+        event.then(describe_best, [session], best_outputs, api_visibility="private")
     tab.examples.change(lambda example: example, [tab.examples], [tab.prompt], api_visibility="private")
     gr.on([tab.sample_btn.click, tab.prompt.submit], with_limits(sample, limits), [tab.prompt, *tab.settings, session],
           [tab.output], api_name="sample")

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import core
 from core.config import ModelConfig
+
+if TYPE_CHECKING:
+    from .run import PageRun
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Session:
     best_by_mask: dict[bool, KeptModel] = field(default_factory=dict)
     # (epoch, per-layer attention maps (H, T, T), tokens) of one example, each time the model improved
     attention_over_training: list[tuple[int, list, list[str]]] = field(default_factory=list)
+    paused: PageRun | None = None  # a run the step buttons advance, waiting between two clicks
     history: core.training.TrainingHistory | None = None
     previous_history: core.training.TrainingHistory | None = None
     runs_queued: int = 0

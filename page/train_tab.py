@@ -13,15 +13,14 @@ from types import SimpleNamespace
 import gradio as gr
 
 import core
-from core.config import Limits, TaskConfig, TrainConfig, as_float, as_int, as_seed, as_switch
+from core.config import Limits, TaskConfig, TrainConfig, as_int
 from core.tasks import TASKS, task_kind
 
-from .inputs import SAMPLE_TEXT, model_config_from, task_config_from, user_errors, with_limits
-from .session import KeptModel, Session
+from .inputs import SAMPLE_TEXT, user_errors, with_limits
+from .run import PageRun
+from .session import Session
 
 STREAM_UPDATES_PER_SECOND = 4  # each update resends the whole figure: a few per second stays smooth
-FINAL_MARKS = {"completed": "✓ Done", "solved": "✓ Solved", "early_stopping": "✓ Early stop",
-               "stopped": "■ Stopped", "time_limit": "⏱ Time limit", "diverged": "⚠ Diverged"}
 
 
 def train_concurrency() -> int:
@@ -57,86 +56,70 @@ def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val
           progress=gr.Progress(), *, limits: Limits):
     """Stream the loss curve and a status line while core's loop trains."""
     this_run = session.start_run()
+    session.paused = None  # a run paused by the step buttons is superseded
     if session.should_stop(this_run):
         yield core.figures.loss_figure(session.history, session.previous_history), \
             "**■ Stopped** before it started: Stop was pressed while this run waited in the queue."
         return
-    # Everything that can be wrong is checked before the session's model is touched.
-    task = core.data.make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed), limits)
-    model_config = model_config_from(table, model_type, dropout, len(task.vocab), limits,
-                                     as_switch(causal, "causal mask"))
-    train_config = train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved).validate(limits)
-    session.begin_training(model_config)
+    inputs = (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
+              epochs, batch_size, lr, seed, patience, stop_when_solved, causal)
+    run = PageRun.start(inputs, session, this_run, limits)  # checks everything before the session changes
     try:
-        yield from _stream_run(task, model_config, train_config, session, this_run, progress, limits)
+        last_yield = 0.0
+        for event in run.events:
+            status = run.apply(event, session)
+            if isinstance(event, core.training.StepEvent):
+                if time.monotonic() - last_yield < 1 / STREAM_UPDATES_PER_SECOND:
+                    continue
+                progress((event.step, event.total_steps), desc="training", unit="steps")
+            last_yield = time.monotonic()
+            yield core.figures.loss_figure(session.history, session.previous_history), status
     finally:
-        del task  # the datasets go with it; then the memory they and the run used goes back
+        del run  # the datasets go with it; then the memory they and the run used goes back
         core.training.release_free_memory()
 
 
-def train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved) -> TrainConfig:
-    solved_epochs = TrainConfig.solved_epochs if as_switch(stop_when_solved, "stop once solved") else 0
-    return TrainConfig(epochs=as_int(epochs, "epochs"), batch_size=as_int(batch_size, "batch size"),
-                       lr=as_float(lr, "learning rate"), seed=as_seed(seed),
-                       patience=as_int(patience, "patience", minimum=0) or None, solved_epochs=solved_epochs)
+def _advance(inputs: tuple, session: Session, until: type, limits: Limits):
+    """Train until the next event of type `until` (a step or an epoch) and show where the run is.
+
+    The run waits in the session between clicks and goes on while the settings stay the same;
+    changed settings, or a finished run, start a new one.
+    """
+    run = session.paused
+    if run is None or run.finished or run.inputs != inputs:
+        run = session.paused = PageRun.start(inputs, session, session.start_run(), limits)
+    if not run.lock.acquire(blocking=False):
+        raise ValueError("the previous step is still training: wait for it, then press again")
+    try:
+        status = "Nothing left to train: this run has ended."
+        for event in run.events:
+            status = run.apply(event, session)
+            ends_run = isinstance(event, core.training.EpochEvent) and event.ends_run
+            if isinstance(event, (until, core.training.FitResult)) and not ends_run:
+                break
+    finally:
+        run.lock.release()
+    return core.figures.loss_figure(session.history, session.previous_history), status
 
 
-def _stream_run(task, model_config, train_config, session: Session, this_run: int, progress, limits: Limits):
-    """The loop's events as figure and status updates, a few per second; each new best is adopted."""
-    kept_task = task.without_data()  # what the session keeps once the run ends
-    example = task.examples(1)[0]  # the one whose attention maps are kept as the model improves
-    last_yield, status = 0.0, "Starting…"
-    events = core.training.train_task(task, model_config, train_config, lambda: session.should_stop(this_run), limits)
-    for event in events:
-        if isinstance(event, core.training.StepEvent):
-            session.history = event.history
-            if time.monotonic() - last_yield < 1 / STREAM_UPDATES_PER_SECOND:
-                continue
-            progress((event.step, event.total_steps), desc="training", unit="steps")
-            status = _status_line(event, session)
-        elif isinstance(event, core.training.EpochEvent):
-            record = event.record
-            if record.improved:
-                session.adopt(KeptModel(event.best_model, model_config, kept_task, record.epoch,
-                                        record.val_loss, record.val_accuracy, "this session's training"))
-                session.attention_over_training.append(
-                    (record.epoch, *core.sampling.attention_on_example(event.best_model, kept_task, example)))
-            status = core.training.format_epoch(event)
-        elif isinstance(event, core.training.FitResult):
-            session.finish_run(_last_model(event, model_config, kept_task))
-            status = _final_status(event, session)
-        last_yield = time.monotonic()
-        yield core.figures.loss_figure(session.history, session.previous_history), status
+@user_errors
+def train_one_step(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text, epochs,
+                   batch_size, lr, seed, patience, session: Session, stop_when_solved=True, causal=True, *,
+                   limits: Limits):
+    """Exactly one optimizer step (and the validation that ends an epoch, when the step before ended one)."""
+    inputs = (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
+              epochs, batch_size, lr, seed, patience, stop_when_solved, causal)
+    return _advance(inputs, session, core.training.StepEvent, limits)
 
 
-def _last_model(result, model_config, kept_task) -> KeptModel | None:
-    if result.last_model is None:
-        return None
-    record = result.history.epochs[-1]
-    return KeptModel(result.last_model, model_config, kept_task, record.epoch, record.val_loss,
-                     record.val_accuracy, "this session's training (its last epoch)")
-
-
-WHY_THE_MASK = (
-    "Without the mask every position also reads the tokens after it, so in training the token it must "
-    "predict is right there in its input: copying it drives the validation loss (measured the same way, "
-    "the right answer in the input) far down. Generating, the next token does not exist yet, so there is "
-    "nothing to copy, and the held-out exact match of its answers collapses.")
-
-
-def mask_lesson(session: Session) -> str:
-    """The latest runs with and without the causal mask side by side, once a run went without it
-    (the end of every later run's status shows it, so a student can train with it next and compare)."""
-    without = session.best_by_mask.get(False)
-    if without is None:
-        return ""
-    columns = [session.best_by_mask.get(True), without]
-
-    def cells(value) -> str:
-        return " | ".join("train once with the mask to compare" if kept is None else value(kept) for kept in columns)
-    return ("| best model of the latest run | with the causal mask | without it |\n|---|---|---|\n"
-            f"| validation loss | {cells(lambda kept: f'{kept.val_loss:.4f}')} |\n"
-            f"| held-out exact match | {cells(KeptModel.exact_match)} |\n\n{WHY_THE_MASK}")
+@user_errors
+def train_one_epoch(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text, epochs,
+                    batch_size, lr, seed, patience, session: Session, stop_when_solved=True, causal=True, *,
+                    limits: Limits):
+    """Train to the end of the current epoch and validate it."""
+    inputs = (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
+              epochs, batch_size, lr, seed, patience, stop_when_solved, causal)
+    return _advance(inputs, session, core.training.EpochEvent, limits)
 
 
 @user_errors
@@ -144,30 +127,20 @@ def stop(session: Session):
     session.stop()
 
 
-def _status_line(event, session: Session) -> str:
-    best = session.best if event.history.best_epoch is not None else None  # this run's best only
-    best_text = "" if best is None else f" · best val loss {best.val_loss:.4f} (epoch {best.epoch})"
-    accuracy = "" if best is None or best.val_accuracy is None else f" · val accuracy {best.val_accuracy:.1%}"
-    epochs = event.history.epochs
-    speed = f" · {epochs[-1].tokens_per_s:,.0f} tokens/s" if epochs else ""
-    return (f"Epoch {event.epoch} · step {event.step}/{event.total_steps} · loss {event.loss:.4f}{best_text}"
-            f"{accuracy}{speed} · ~{event.seconds_left:.0f} s left")
-
-
-def _final_status(result, session: Session) -> str:
-    text = f"**{FINAL_MARKS[result.stop_reason]}**: {result.message}."
-    if result.best_model is not None and session.best.val_accuracy is not None:
-        text += f" Held-out exact match of the best model: **{session.best.val_accuracy:.1%}**."
-    if result.best_model is not None:
-        text += " Sample from it in tab 4."
-    if result.stop_reason == "diverged":
-        gr.Warning(result.message)
-    lesson = mask_lesson(session)
-    return f"{text}\n\n{lesson}" if lesson else text
+NOTICE = ("**What to notice.** The training loss falls step by step; the validation loss, on examples the "
+          "model never trains on, is measured after each epoch, and the star marks the epoch whose model is "
+          "kept. The green diamonds are held-out exact match: whole answers right, from the model's own "
+          "generation. Epochs after the best one are shaded.")
 
 
 def widgets() -> SimpleNamespace:
-    with gr.Tab("3 · Train", id="train", elem_id="tab-train"), gr.Row():
+    with gr.Tab("3 · Train", id="train", elem_id="tab-train"):
+        gr.Markdown(NOTICE, elem_id="train-notice")
+        return _widgets()
+
+
+def _widgets() -> SimpleNamespace:
+    with gr.Row():
         with gr.Column(scale=2):
             tab = _task_widgets()
             with gr.Row():
@@ -187,6 +160,9 @@ def widgets() -> SimpleNamespace:
             with gr.Row():
                 tab.train_btn = gr.Button("Train", variant="primary", elem_id="train-btn")
                 tab.stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+            with gr.Row():
+                tab.step_btn = gr.Button("1 step", size="sm", elem_id="step-btn")
+                tab.epoch_btn = gr.Button("1 epoch", size="sm", elem_id="epoch-btn")
         with gr.Column(scale=3):
             tab.status = gr.Markdown("Press **Train**. The loss curve draws itself as the model learns.",
                                      elem_id="train-status")
@@ -211,8 +187,9 @@ def _task_widgets() -> SimpleNamespace:
                            train_size=train_size, val_size=val_size, text=text)
 
 
-def wire(demo: gr.Blocks, build: SimpleNamespace, tab: SimpleNamespace, session: gr.State, limits: Limits):
-    """Train, Stop and the task widgets; returns the Train event, which the Sample tab follows."""
+def wire(demo: gr.Blocks, build: SimpleNamespace, tab: SimpleNamespace, session: gr.State, limits: Limits) -> list:
+    """Train, the step buttons, Stop and the task widgets; returns the events that train, which the
+    Sample and Look-inside tabs follow."""
     demo.load(lambda: core.figures.loss_figure(None), None, [tab.loss_plot], api_visibility="private")
     tab.kind.input(task_changed, [tab.kind], [tab.seq_len, tab.num_digits, tab.text, tab.task_help],
                    api_visibility="private")
@@ -223,5 +200,9 @@ def wire(demo: gr.Blocks, build: SimpleNamespace, tab: SimpleNamespace, session:
         with_limits(train, limits), inputs, [tab.loss_plot, tab.status], api_name="train",
         concurrency_limit=train_concurrency(), concurrency_id="train", validator=note_queued_run,
         preprocess=False)  # raw values: core checks all
+    steps = [button.click(with_limits(handler, limits), inputs, [tab.loss_plot, tab.status], api_name=name,
+                          concurrency_id="train", preprocess=False)
+             for button, handler, name in ((tab.step_btn, train_one_step, "train_step"),
+                                           (tab.epoch_btn, train_one_epoch, "train_epoch"))]
     tab.stop_btn.click(stop, [session], None, api_name="stop", concurrency_limit=None, queue=False)
-    return train_event
+    return [train_event, *steps]

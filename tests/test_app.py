@@ -25,14 +25,15 @@ from core.config import DEFAULT_LAYERS, Limits, TaskConfig
 from core.data import make_task
 from core.tasks import TASKS
 from core.training import StopReason
-from page import train_tab
+from page import lessons, train_tab
 from page.inputs import DEFAULT_PRESET, PRESETS
 from page.session import Session
 
 HEADERS = ["d_model", "dim_feedforward", "nhead"]
 PUBLIC_ENDPOINTS = {"describe_model", "mask", "add_layer", "remove_layer", "preset", "train",
                     "stop", "sample", "save_checkpoint", "upload_checkpoint", "look_inside",
-                    "causality_check", "sample_best_and_last", "attention_over_training"}
+                    "causality_check", "sample_best_and_last", "attention_over_training", "lesson",
+                    "train_step", "train_epoch"}
 # What gradio_client hands back for an output the handler left alone (gr.skip()).
 SKIP = {"__type__": "update"}
 
@@ -737,3 +738,41 @@ def test_attention_maps_are_kept_as_the_model_improves(client):
     assert len(first["data"]) == sum(heads for _, _, heads in SMALL_LAYERS)
     with pytest.raises(AppError, match="9 is (greater than maximum value|above the limit of)"):
         c.predict(9, api_name="/attention_over_training")
+
+
+def step_points(plot_value) -> int:
+    trace = next(t for t in figure(plot_value)["data"] if t.get("name") == "train loss (per step)")
+    return len(array(trace["y"]))
+
+
+def test_one_step_and_one_epoch_train_exactly_that_much(client):
+    """For a teacher walking a class through: each click trains exactly one step, or one epoch."""
+    c = client()
+    args = train_args(epochs=3, **SMALL_TASK)  # 256 examples in batches of 64: 4 steps an epoch
+    plot, status = c.predict(*args, api_name="/train_step")
+    assert step_points(plot) == 1 and "step 1/12" in status, status
+    plot, status = c.predict(*args, api_name="/train_step")
+    assert step_points(plot) == 2 and "step 2/12" in status, status
+    plot, status = c.predict(*args, api_name="/train_epoch")  # the rest of epoch 1, then its validation
+    assert step_points(plot) == 4 and status.startswith("epoch   1/3"), status
+    assert "from the best model (epoch 1" in sample(c, "2101")
+    plot, status = c.predict(*args, api_name="/train_step")  # epoch 2 goes on from where epoch 1 ended
+    assert step_points(plot) == 5 and "step 5/12" in status, status
+    changed = train_args(epochs=3, lr=1e-3, **SMALL_TASK)  # other settings: a new run from step 1
+    plot, status = c.predict(*changed, api_name="/train_step")
+    assert step_points(plot) == 1 and "step 1/12" in status, status
+    for _ in range(3):
+        plot, status = c.predict(*changed, api_name="/train_epoch")
+    assert "Done" in status and "trained 3 epochs" in status, status
+    plot, status = c.predict(*changed, api_name="/train_step")  # a finished run: the next click starts anew
+    assert step_points(plot) == 1, status
+
+
+def test_a_lesson_sets_every_widget_and_says_what_to_notice(client):
+    values = client().predict("Why the mask", api_name="/lesson")
+    notice = values[-1]
+    assert "**Why the mask.**" in notice and "causal mask switched OFF" in notice
+    assert value_of(values[lessons.SETTINGS.index("causal")]) is False  # the causal-mask checkbox, unticked
+    assert value_of(values[lessons.SETTINGS.index("epochs")]) == 8
+    with pytest.raises(AppError, match="Why is not in the list of choices"):
+        client().predict("Why", api_name="/lesson")

@@ -1,0 +1,130 @@
+"""One training run as the page follows it: core's stream of events, and what each one changes in
+the visitor's session. Train consumes a run to its end; the step buttons advance one a little at
+a time, so a run can wait, paused, in the session between two clicks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+import core
+from core.config import Limits, ModelConfig, TrainConfig, as_float, as_int, as_seed, as_switch
+
+from .inputs import model_config_from, task_config_from
+from .session import KeptModel, Session
+
+
+def train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved) -> TrainConfig:
+    solved_epochs = TrainConfig.solved_epochs if as_switch(stop_when_solved, "stop once solved") else 0
+    return TrainConfig(epochs=as_int(epochs, "epochs"), batch_size=as_int(batch_size, "batch size"),
+                       lr=as_float(lr, "learning rate"), seed=as_seed(seed),
+                       patience=as_int(patience, "patience", minimum=0) or None, solved_epochs=solved_epochs)
+
+
+@dataclass(eq=False)
+class PageRun:
+    """A run of `core.training.train_task` and the session it trains for."""
+
+    events: Iterator
+    model_config: ModelConfig
+    kept_task: core.data.Task  # data-less: what the session keeps of the task
+    example: str  # the prompt whose attention maps are kept each time the model improves
+    inputs: tuple  # the widget values it started from: stepping goes on only while they stay the same
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    finished: bool = False
+
+    def __deepcopy__(self, memo) -> PageRun:
+        return self  # a session may be copied; a running generator cannot be, and needn't be
+
+    @classmethod
+    def start(cls, inputs: tuple, session: Session, number: int, limits: Limits) -> PageRun:
+        """Check every input (nothing in the session changes if one is wrong), then start training.
+
+        `inputs`: the Train event's values from the layer table to `causal`, session left out.
+        """
+        (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
+         epochs, batch_size, lr, seed, patience, stop_when_solved, causal) = inputs
+        task = core.data.make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed),
+                                   limits)
+        model_config = model_config_from(table, model_type, dropout, len(task.vocab), limits,
+                                         as_switch(causal, "causal mask"))
+        train_config = train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved).validate(limits)
+        session.begin_training(model_config)
+        events = core.training.train_task(task, model_config, train_config,
+                                          lambda: session.should_stop(number), limits)
+        return cls(events, model_config, task.without_data(), task.examples(1)[0], inputs)
+
+    def apply(self, event, session: Session) -> str:
+        """What one event changes in the session; the status line it calls for."""
+        if isinstance(event, core.training.StepEvent):
+            session.history = event.history
+            return step_status(event, session)
+        if isinstance(event, core.training.EpochEvent):
+            record = event.record
+            if record.improved:
+                session.adopt(KeptModel(event.best_model, self.model_config, self.kept_task, record.epoch,
+                                        record.val_loss, record.val_accuracy, "this session's training"))
+                session.attention_over_training.append(
+                    (record.epoch, *core.sampling.attention_on_example(event.best_model, self.kept_task,
+                                                                       self.example)))
+            return core.training.format_epoch(event)
+        self.finished = True
+        session.finish_run(self._last_model(event))
+        return final_status(event, session)
+
+    def _last_model(self, result) -> KeptModel | None:
+        if result.last_model is None:
+            return None
+        record = result.history.epochs[-1]
+        return KeptModel(result.last_model, self.model_config, self.kept_task, record.epoch, record.val_loss,
+                         record.val_accuracy, "this session's training (its last epoch)")
+
+
+FINAL_MARKS = {"completed": "✓ Done", "solved": "✓ Solved", "early_stopping": "✓ Early stop",
+               "stopped": "■ Stopped", "time_limit": "⏱ Time limit", "diverged": "⚠ Diverged"}
+WHY_THE_MASK = (
+    "Without the mask every position also reads the tokens after it, so in training the token it must "
+    "predict is right there in its input: copying it drives the validation loss (measured the same way, "
+    "the right answer in the input) far down. Generating, the next token does not exist yet, so there is "
+    "nothing to copy, and the held-out exact match of its answers collapses.")
+
+
+def mask_lesson(session: Session) -> str:
+    """The latest runs with and without the causal mask side by side, once a run went without it
+    (the end of every later run's status shows it, so a student can train with it next and compare)."""
+    without = session.best_by_mask.get(False)
+    if without is None:
+        return ""
+    columns = [session.best_by_mask.get(True), without]
+
+    def cells(value) -> str:
+        return " | ".join("train once with the mask to compare" if kept is None else value(kept) for kept in columns)
+    return ("| best model of the latest run | with the causal mask | without it |\n|---|---|---|\n"
+            f"| validation loss | {cells(lambda kept: f'{kept.val_loss:.4f}')} |\n"
+            f"| held-out exact match | {cells(KeptModel.exact_match)} |\n\n{WHY_THE_MASK}")
+
+
+def final_status(result, session: Session) -> str:
+    text = f"**{FINAL_MARKS[result.stop_reason]}**: {result.message}."
+    if result.best_model is not None and session.best.val_accuracy is not None:
+        text += f" Held-out exact match of the best model: **{session.best.val_accuracy:.1%}**."
+    if result.best_model is not None:
+        text += " Sample from it in tab 4."
+    if result.stop_reason == "diverged":
+        gr.Warning(result.message)
+    lesson = mask_lesson(session)
+    return f"{text}\n\n{lesson}" if lesson else text
+
+
+
+def step_status(event, session: Session) -> str:
+    best = session.best if event.history.best_epoch is not None else None  # this run's best only
+    best_text = "" if best is None else f" · best val loss {best.val_loss:.4f} (epoch {best.epoch})"
+    accuracy = "" if best is None or best.val_accuracy is None else f" · val accuracy {best.val_accuracy:.1%}"
+    epochs = event.history.epochs
+    speed = f" · {epochs[-1].tokens_per_s:,.0f} tokens/s" if epochs else ""
+    return (f"Epoch {event.epoch} · step {event.step}/{event.total_steps} · loss {event.loss:.4f}{best_text}"
+            f"{accuracy}{speed} · ~{event.seconds_left:.0f} s left")
