@@ -49,6 +49,8 @@ def _build_parser() -> argparse.ArgumentParser:
     model.add_argument("--dim-feedforward", default=ffs, help="feed-forward width of each layer")
     model.add_argument("--nhead", default=heads, help="heads: one number for all layers, or one per layer")
     model.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    model.add_argument("--causal", action=argparse.BooleanOptionalAction, default=ModelConfig.causal,
+                       help="the causal mask; --no-causal trains without it, as an experiment")
     opt = train.add_argument_group("training")
     opt.add_argument("--epochs", type=int, default=TrainConfig.epochs,
                      help="at most this many; a solved task stops earlier (see --stop-when-solved)")
@@ -117,7 +119,8 @@ def _train(args: argparse.Namespace) -> int:
     heads = parse_int_list(args.nhead, "--nhead")
     model_config = ModelConfig(len(task.vocab), parse_int_list(args.d_model, "--d-model"),
                                parse_int_list(args.dim_feedforward, "--dim-feedforward"),
-                               heads[0] if len(heads) == 1 else heads, args.dropout, args.model)
+                               heads[0] if len(heads) == 1 else heads, args.dropout, args.model,
+                               args.causal)
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
                                warmup_fraction=args.warmup, grad_clip=args.grad_clip, patience=args.patience,

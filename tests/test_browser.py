@@ -175,3 +175,49 @@ def test_train_stop_and_sample(page: Page, app_url, tmp_path):
     output = markdown(page, "sample-output")
     expect(output).to_contain_text(f"from the best model (epoch {best_epoch}", timeout=WAIT)
     expect(output).to_contain_text(prompt.input_value())
+
+
+def pick_lesson(page: Page, name: str) -> None:
+    page.locator("#lesson input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    expect(markdown(page, "lesson-notice")).to_contain_text(f"{name}.", timeout=WAIT)
+
+
+def table_cells(text: str, label: str) -> list[str]:
+    """The cells after `label` in a rendered table's row, as inner_text gives it (tab-separated)."""
+    row = next(line for line in text.splitlines() if line.startswith(label))
+    return [cell.strip() for cell in row.split("\t")[1:]]
+
+
+def test_lesson_why_the_mask_end_to_end(page: Page, app_url):
+    """Without the mask, lower validation loss and near-zero exact match; the causality check moves
+    earlier positions; with the mask again, exactly zero before the edit."""
+    open_app(page, app_url)
+    pick_lesson(page, "Why the mask")
+    page.locator("#tab-train-button").click()
+    causal = page.locator("#causal input")
+    expect(causal).not_to_be_checked(timeout=WAIT)
+    status = markdown(page, "train-status")
+    page.locator("#train-btn").click()
+    expect(status).to_contain_text("train once with the mask to compare", timeout=TRAIN_WAIT)
+
+    page.locator("#tab-inside-button").click()
+    page.locator("#causality-btn").click()
+    check = markdown(page, "causality-text")
+    expect(check).to_contain_text("positions before 2 moved", timeout=WAIT)
+
+    page.locator("#tab-train-button").click()
+    causal.check()
+    page.locator("#train-btn").click()
+    expect(status).not_to_contain_text("train once with the mask to compare", timeout=TRAIN_WAIT)
+    expect(status).to_contain_text("Done", timeout=TRAIN_WAIT)
+    text = status.inner_text()
+    (with_loss, without_loss), (with_match, without_match) = (
+        table_cells(text, "validation loss"), table_cells(text, "held-out exact match"))
+    assert float(without_loss) < float(with_loss), text
+    assert float(without_match.rstrip("%")) < 30 < 90 < float(with_match.rstrip("%")), text
+
+    page.locator("#tab-inside-button").click()
+    page.locator("#causality-btn").click()
+    expect(check).to_contain_text("moved by exactly 0", timeout=WAIT)
+    expect(check).to_contain_text("0: 0 · 1: 0 · 2: ")

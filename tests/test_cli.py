@@ -229,3 +229,10 @@ def test_registry_tasks_train_and_sample_from_the_command_line(kind, prompt, ans
     shown = out.strip()
     assert shown.startswith(f"{prompt} -> ") and ("(correct)" in shown or f"(expected {answer})" in shown), shown
     assert len(shown.split(" -> ")[1].split()[0]) == len(answer)  # the task's answer length by default
+
+
+def test_no_causal_trains_without_the_mask_and_the_checkpoint_says_so(tmp_path, capsys):
+    code, _, err = run_main(["train", *TINY, "--epochs", "1", "--no-causal", "--out", tmp_path, "--quiet"], capsys)
+    assert code == 0, err
+    checkpoint = load_checkpoint(tmp_path / "best.safetensors")
+    assert checkpoint.model_config.causal is False and checkpoint.model.causal is False
