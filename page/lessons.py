@@ -29,7 +29,7 @@ def apply_lesson(name):
     lesson = LESSONS[name]
     settings = dict(lesson["settings"])
     kind = task_kind(settings["kind"])
-    updates = {key: gr.update(value=value) for key, value in settings.items()}
+    updates = {key: gr.update(value=value) for key, value in settings.items()}  # every setting a lesson has
     for key in ("seq_len", "num_digits"):
         field = kind.field(key)
         updates[key] = gr.update(visible=False) if field is None else \

@@ -221,3 +221,32 @@ def test_lesson_why_the_mask_end_to_end(page: Page, app_url):
     page.locator("#causality-btn").click()
     expect(check).to_contain_text("moved by exactly 0", timeout=WAIT)
     expect(check).to_contain_text("0: 0 · 1: 0 · 2: ")
+
+
+def test_lesson_why_keep_the_best_model_end_to_end(page: Page, app_url):
+    """A run that overfits: the validation curve turns up after the best epoch (shaded), and the
+    kept model beats the last one on validation loss and held-out exact match."""
+    open_app(page, app_url)
+    pick_lesson(page, "Why keep the best model")
+    page.locator("#tab-train-button").click()
+    expect(page.locator("#epochs input")).to_have_value("150", timeout=WAIT)
+    page.locator("#train-btn").click()
+    status = markdown(page, "train-status")
+    expect(status).to_contain_text("trained 150 epochs", timeout=TRAIN_WAIT)
+    best_epoch = int(re.search(r"best model from epoch (\d+)", status.inner_text()).group(1))
+    assert best_epoch < 150
+    shading = page.locator("#loss-plot .js-plotly-plot").evaluate(
+        "e => (e.layout.shapes || []).map(s => [s.x0, s.x1])")
+    assert shading == [[best_epoch, 150]]
+
+    page.locator("#tab-sample-button").click()
+    expect(markdown(page, "sample-info")).to_contain_text(f"epoch {best_epoch}", timeout=WAIT)
+    page.locator("#compare-btn").click()
+    compare = page.locator("#compare-output")
+    expect(compare).to_contain_text("last model", timeout=WAIT)
+    text = compare.inner_text()
+    assert table_cells(text, "epoch") == [str(best_epoch), "150"], text
+    (best_loss, last_loss), (best_match, last_match) = (
+        table_cells(text, "validation loss"), table_cells(text, "held-out exact match"))
+    assert float(best_loss) < float(last_loss), text
+    assert float(best_match.rstrip("%")) > float(last_match.rstrip("%")), text
