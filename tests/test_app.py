@@ -25,7 +25,7 @@ from core.config import DEFAULT_LAYERS, Limits, TaskConfig
 from core.data import make_task
 from core.tasks import TASKS
 from core.training import StopReason
-from page import lessons, train_tab
+from page import lessons, run, train_tab
 from page.inputs import DEFAULT_PRESET, PRESETS
 from page.session import Session
 
@@ -666,7 +666,7 @@ def test_task_widgets_follow_the_registry(kind):
 
 
 def test_every_way_a_run_can_end_has_its_mark_on_the_page():
-    assert set(train_tab.FINAL_MARKS) == set(typing.get_args(StopReason))
+    assert set(run.FINAL_MARKS) == set(typing.get_args(StopReason))
 
 
 def test_the_default_preset_is_the_default_model_everywhere():

@@ -264,8 +264,7 @@ def test_best_model_passed_with_each_epoch_is_the_returned_one():
 def test_the_last_model_is_the_one_training_left_and_scores_the_last_epoch():
     """Overfit on purpose (8 examples, many epochs): the last model differs from the best one,
     and re-evaluating each reproduces its own epoch's validation loss."""
-    task = small_task()
-    task.train_dataset = torch.utils.data.Subset(task.train_dataset, range(8))
+    task = tiny_task("sort", seq_len=4, num_digits=3, train_size=8, val_size=16)
     train_config = TrainConfig(epochs=40, batch_size=8, lr=1e-2, seed=0, solved_epochs=0)
     *_, result = run(train_task(task, model_config_for(task, [16], dropout=0.0), train_config))
     assert result.best_epoch < len(result.history.epochs), "this run was meant to overfit"
