@@ -6,6 +6,7 @@ waiting; Stop shares no output with the stream (the order in which they arrive i
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from types import SimpleNamespace
@@ -79,47 +80,33 @@ def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val
         core.training.release_free_memory()
 
 
-def _advance(inputs: tuple, session: Session, until: type, limits: Limits):
-    """Train until the next event of type `until` (a step or an epoch) and show where the run is.
+@user_errors
+def train_some(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text, epochs,
+               batch_size, lr, seed, patience, session: Session, stop_when_solved=True, causal=True, *,
+               until: str, limits: Limits):
+    """Train exactly one optimizer step (`until="step"`) or to the end of the epoch and its validation
+    (`until="epoch"`), then show where the run is.
 
     The run waits in the session between clicks and goes on while the settings stay the same;
     changed settings, or a finished run, start a new one.
     """
+    inputs = (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
+              epochs, batch_size, lr, seed, patience, stop_when_solved, causal)
+    stop_at = {"step": core.training.StepEvent, "epoch": core.training.EpochEvent}[until]
     run = session.paused
     if run is None or run.finished or run.inputs != inputs:
         run = session.paused = PageRun.start(inputs, session, session.start_run(), limits)
     if not run.lock.acquire(blocking=False):
         raise ValueError("the previous step is still training: wait for it, then press again")
     try:
-        status = "Nothing left to train: this run has ended."
         for event in run.events:
             status = run.apply(event, session)
             ends_run = isinstance(event, core.training.EpochEvent) and event.ends_run
-            if isinstance(event, (until, core.training.FitResult)) and not ends_run:
+            if isinstance(event, (stop_at, core.training.FitResult)) and not ends_run:
                 break
     finally:
         run.lock.release()
     return core.figures.loss_figure(session.history, session.previous_history), status
-
-
-@user_errors
-def train_one_step(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text, epochs,
-                   batch_size, lr, seed, patience, session: Session, stop_when_solved=True, causal=True, *,
-                   limits: Limits):
-    """Exactly one optimizer step (and the validation that ends an epoch, when the step before ended one)."""
-    inputs = (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
-              epochs, batch_size, lr, seed, patience, stop_when_solved, causal)
-    return _advance(inputs, session, core.training.StepEvent, limits)
-
-
-@user_errors
-def train_one_epoch(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text, epochs,
-                    batch_size, lr, seed, patience, session: Session, stop_when_solved=True, causal=True, *,
-                    limits: Limits):
-    """Train to the end of the current epoch and validate it."""
-    inputs = (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
-              epochs, batch_size, lr, seed, patience, stop_when_solved, causal)
-    return _advance(inputs, session, core.training.EpochEvent, limits)
 
 
 @user_errors
@@ -200,9 +187,9 @@ def wire(demo: gr.Blocks, build: SimpleNamespace, tab: SimpleNamespace, session:
         with_limits(train, limits), inputs, [tab.loss_plot, tab.status], api_name="train",
         concurrency_limit=train_concurrency(), concurrency_id="train", validator=note_queued_run,
         preprocess=False)  # raw values: core checks all
-    steps = [button.click(with_limits(handler, limits), inputs, [tab.loss_plot, tab.status], api_name=name,
-                          concurrency_id="train", preprocess=False)
-             for button, handler, name in ((tab.step_btn, train_one_step, "train_step"),
-                                           (tab.epoch_btn, train_one_epoch, "train_epoch"))]
+    steps = [button.click(with_limits(functools.partial(train_some, until=unit), limits), inputs,
+                          [tab.loss_plot, tab.status], api_name=f"train_{unit}", concurrency_id="train",
+                          preprocess=False)
+             for button, unit in ((tab.step_btn, "step"), (tab.epoch_btn, "epoch"))]
     tab.stop_btn.click(stop, [session], None, api_name="stop", concurrency_limit=None, queue=False)
     return [train_event, *steps]
