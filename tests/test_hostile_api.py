@@ -85,6 +85,12 @@ ENDPOINT_ARGS = {
     "stop": st.tuples(),
     "save_checkpoint": st.tuples(),
     "train": bad_train_args().map(tuple),
+    "train_step": bad_train_args().map(tuple),
+    "train_epoch": bad_train_args().map(tuple),
+    "sample_best_and_last": st.tuples(texts, anything, numbers, numbers, numbers, numbers, texts),
+    "causality_check": st.tuples(texts, numbers),
+    "attention_over_training": st.tuples(numbers),
+    "lesson": st.tuples(texts),
 }
 
 
@@ -105,7 +111,7 @@ def fingerprint(visitor: RawVisitor) -> str:
     return answer["data"][0]
 
 
-@settings(max_examples=120, deadline=None, derandomize=True,
+@settings(max_examples=180, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_endpoint_answers_hostile_values_specifically(visitor, data):
