@@ -126,16 +126,14 @@ def _train(args: argparse.Namespace) -> int:
                                warmup_fraction=args.warmup, grad_clip=args.grad_clip, patience=args.patience,
                                seed=args.seed, device=args.device, max_seconds=args.max_seconds,
                                solved_epochs=args.stop_when_solved, precision=args.precision)
-    model_config.validate()
-    train_config.validate()
-    resolve_device(args.device)
+    events = train_task(task, model_config, train_config)  # checks the configs and the device first
     out: Path = args.out
     _prepare_out(out)
     checkpoint_path, history_path = out / "best.safetensors", out / "history.json"
     if not args.quiet:
         print(f"{task.name}: {len(task.train_dataset)} training / {len(task.val_dataset)} validation examples, "
               f"vocabulary {task.vocab.describe()!r}; model {model_config.num_parameters():,} parameters")
-    for event in train_task(task, model_config, train_config):
+    for event in events:
         if isinstance(event, EpochEvent):
             if event.record.improved:
                 summary = {"best_epoch": event.record.epoch, "best_val_loss": event.record.val_loss,

@@ -224,10 +224,55 @@ class ModelConfig:
     causal: bool = True
 
     def __post_init__(self) -> None:
-        self.d_model_configs = list(self.d_model_configs)
-        self.dim_feedforward_configs = list(self.dim_feedforward_configs)
-        if isinstance(self.nhead, (list, tuple)):
-            self.nhead = list(self.nhead)
+        """Check types and shape and store whole numbers as ints, so a built config holds what it
+        declares ("48" and 48.0 become 48); the caller's size limits are `validate`'s."""
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"model type must be one of {', '.join(MODEL_TYPES)}, got {_short(self.model_type)}")
+        self.vocab_size = as_int(self.vocab_size, "vocab_size", minimum=2)
+        d_models, ffs = list(self.d_model_configs), list(self.dim_feedforward_configs)
+        heads = list(self.nhead) if isinstance(self.nhead, (list, tuple)) else [self.nhead] * len(d_models)
+        self._check_lengths(d_models, ffs, heads)
+        for i, (d, ff, h) in enumerate(zip(d_models, ffs, heads), start=1):
+            d_models[i - 1] = d = as_int(d, f"layer {i}: d_model", minimum=1)
+            ffs[i - 1] = as_int(ff, f"layer {i}: dim_feedforward", minimum=1)
+            heads[i - 1] = h = as_int(h, f"layer {i}: nhead", minimum=1)
+            if d % h:
+                near = sorted({max(h, d - d % h), d - d % h + h})
+                raise ValueError(
+                    f"layer {i}: d_model {d} is not divisible by nhead {h} "
+                    f"(each head gets d_model / nhead dimensions); try d_model "
+                    f"{' or '.join(map(str, near))}, or a different nhead")
+        self.d_model_configs, self.dim_feedforward_configs = d_models, ffs
+        self.nhead = heads if isinstance(self.nhead, (list, tuple)) else heads[0]
+        dropout = as_float(self.dropout, "dropout")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be at least 0 and below 1, got {self.dropout!r}")
+        self.dropout = dropout
+        self.causal = as_switch(self.causal, "causal")
+        if self.model_type == "simple":
+            self._check_uniform()
+
+    def _check_lengths(self, d_models: list, ffs: list, heads: list) -> None:
+        if not d_models:
+            raise ValueError("d_model_configs is empty: the model needs at least one layer")
+        if len(ffs) != len(d_models):
+            raise ValueError(
+                f"d_model_configs has {len(d_models)} layers but dim_feedforward_configs has "
+                f"{len(ffs)}: give one dim_feedforward per layer")
+        if len(heads) != len(d_models):
+            raise ValueError(
+                f"nhead lists {len(heads)} values for {len(d_models)} layers: give one nhead per "
+                "layer, or a single number for all")
+
+    def _check_uniform(self) -> None:
+        for name, values in (("d_model", self.d_model_configs), ("dim_feedforward", self.dim_feedforward_configs),
+                             ("nhead", self.heads_per_layer)):
+            for i, v in enumerate(values[1:], start=2):
+                if v != values[0]:
+                    raise ValueError(
+                        f"the simple model uses one {name} for every layer, but layer {i} has "
+                        f"{v} and layer 1 has {values[0]}: make them equal or choose the "
+                        "configurable model for per-layer widths")
 
     @property
     def num_layers(self) -> int:
@@ -240,60 +285,16 @@ class ModelConfig:
         return [self.nhead] * self.num_layers
 
     def validate(self, limits: Limits | None = None) -> ModelConfig:
-        """Raise ValueError naming the layer and the problem; return self so calls can chain.
-
-        Whole numbers given as text or floats ("48", 48.0) are checked and stored as ints, so a
-        config that validates always builds.
-        """
+        """Check the built config against `limits` (a public page's are tighter than a laptop's);
+        raise ValueError naming the layer and the limit; return self so calls can chain."""
         limits = limits or Limits()
-        if self.model_type not in MODEL_TYPES:
-            raise ValueError(f"model type must be one of {', '.join(MODEL_TYPES)}, got {self.model_type!r}")
-        self.vocab_size = as_int(self.vocab_size, "vocab_size", minimum=2)
-        d_models, ffs = self.d_model_configs, self.dim_feedforward_configs
-        if not d_models:
-            raise ValueError("d_model_configs is empty: the model needs at least one layer")
-        if len(ffs) != len(d_models):
-            raise ValueError(
-                f"d_model_configs has {len(d_models)} layers but dim_feedforward_configs has "
-                f"{len(ffs)}: give one dim_feedforward per layer")
-        heads = self.nhead
-        if isinstance(heads, list) and len(heads) != len(d_models):
-            raise ValueError(
-                f"nhead lists {len(heads)} values for {len(d_models)} layers: give one nhead per "
-                "layer, or a single number for all")
-        if len(d_models) > limits.max_layers:
-            raise ValueError(f"{len(d_models)} layers is above the limit of {limits.max_layers} "
+        if self.num_layers > limits.max_layers:
+            raise ValueError(f"{self.num_layers} layers is above the limit of {limits.max_layers} "
                              f"(set by {env_var_for('max_layers')}); remove some layers")
-        clean_d, clean_ff, clean_h = [], [], []
-        for i, (d, ff, h) in enumerate(zip(d_models, ffs, self.heads_per_layer), start=1):
-            d = as_int(d, f"layer {i}: d_model", minimum=1, maximum=limits.max_d_model, limit_name="max_d_model")
-            ff = as_int(ff, f"layer {i}: dim_feedforward", minimum=1, maximum=limits.max_dim_feedforward,
-                        limit_name="max_dim_feedforward")
-            h = as_int(h, f"layer {i}: nhead", minimum=1)
-            clean_d.append(d), clean_ff.append(ff), clean_h.append(h)
-            if d % h:
-                near = sorted({max(h, d - d % h), d - d % h + h})
-                raise ValueError(
-                    f"layer {i}: d_model {d} is not divisible by nhead {h} "
-                    f"(each head gets d_model / nhead dimensions); try d_model "
-                    f"{' or '.join(map(str, near))}, or a different nhead")
-        self.d_model_configs = d_models = clean_d
-        self.dim_feedforward_configs = ffs = clean_ff
-        self.nhead = clean_h if isinstance(self.nhead, list) else clean_h[0]
-        dropout = as_float(self.dropout, "dropout")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be at least 0 and below 1, got {self.dropout!r}")
-        self.dropout = dropout
-        self.causal = as_switch(self.causal, "causal")
-        if self.model_type == "simple":
-            for name, values in (("d_model", d_models), ("dim_feedforward", ffs),
-                                 ("nhead", self.heads_per_layer)):
-                for i, v in enumerate(values[1:], start=2):
-                    if v != values[0]:
-                        raise ValueError(
-                            f"the simple model uses one {name} for every layer, but layer {i} has "
-                            f"{v} and layer 1 has {values[0]}: make them equal or choose the "
-                            "configurable model for per-layer widths")
+        for i, (d, ff) in enumerate(zip(self.d_model_configs, self.dim_feedforward_configs), start=1):
+            as_int(d, f"layer {i}: d_model", maximum=limits.max_d_model, limit_name="max_d_model")
+            as_int(ff, f"layer {i}: dim_feedforward", maximum=limits.max_dim_feedforward,
+                   limit_name="max_dim_feedforward")
         total = self.num_parameters()
         if total > limits.max_params:
             raise ValueError(f"the model has {total:,} parameters, above the limit of "
@@ -389,28 +390,38 @@ class TaskConfig:
     seed: int = 0
     text: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        """Check the kind and the whole numbers, filling in the task's defaults, so a built config holds
+        what it declares; the caller's limits (lengths, sizes, the text) are `validate`'s."""
+        from .tasks import task_kind  # the registry reads these configs: imported late
+
+        kind = task_kind(self.kind)
+        self.seed = as_seed(self.seed)
+        self.train_size = as_int(self.train_size, "train size", minimum=1)
+        self.val_size = as_int(self.val_size, "validation size", minimum=1)
+        for number in kind.fields:
+            value = getattr(self, number.name)
+            bound = number.maximum if isinstance(number.maximum, int) else None
+            setattr(self, number.name, as_int(number.default if value is None else value, number.what,
+                                              minimum=number.minimum, maximum=bound))
+        if self.text is not None and not isinstance(self.text, str):
+            raise ValueError(f"the text must be text, got {type(self.text).__name__}")
+
     def validate(self, limits: Limits | None = None, need_text: bool = True) -> TaskConfig:
-        """Check every field against `limits` and store the checked whole numbers.
+        """Check the built config against `limits`: sizes, lengths, the model's input length, the text.
 
         `need_text=False` is for a task rebuilt from a checkpoint, which never carries the text.
         """
-        from .tasks import make_problem, task_kind  # the registry reads these configs: imported late
+        from .tasks import make_problem, task_kind
 
         limits = limits or Limits()
         kind = task_kind(self.kind)
-        self.seed = as_seed(self.seed)
-        self.train_size = as_int(self.train_size, "train size", minimum=1, maximum=limits.max_train_size,
-                                 limit_name="max_train_size")
-        self.val_size = as_int(self.val_size, "validation size", minimum=1, maximum=limits.max_train_size,
-                               limit_name="max_train_size")
+        as_int(self.train_size, "train size", maximum=limits.max_train_size, limit_name="max_train_size")
+        as_int(self.val_size, "validation size", maximum=limits.max_train_size, limit_name="max_train_size")
         for number in kind.fields:
-            bound = number.maximum
-            limit_name = bound if isinstance(bound, str) else None
-            value = getattr(self, number.name)
-            setattr(self, number.name, as_int(number.default if value is None else value, number.what,
-                                              minimum=number.minimum,
-                                              maximum=getattr(limits, bound) if limit_name else bound,
-                                              limit_name=limit_name))
+            if isinstance(number.maximum, str):
+                as_int(getattr(self, number.name), number.what, maximum=getattr(limits, number.maximum),
+                       limit_name=number.maximum)
         if kind.needs_text:
             self._validate_text(limits, need_text)
             return self
@@ -482,29 +493,40 @@ class TrainConfig:
             return int(total_steps * self.warmup_fraction)
         return self.warmup_steps
 
-    def validate(self, limits: Limits | None = None) -> TrainConfig:
-        limits = limits or Limits()
-        as_int(self.epochs, "epochs", minimum=1, maximum=limits.max_epochs, limit_name="max_epochs")
-        as_int(self.batch_size, "batch size", minimum=1, maximum=limits.max_batch_size,
-               limit_name="max_batch_size")
-        as_seed(self.seed)
-        lr = as_float(self.lr, "learning rate")
-        if not 0 < lr <= 1:
+    def __post_init__(self) -> None:
+        """Check every field and store it as its declared type; the caller's limits are `validate`'s."""
+        self.epochs = as_int(self.epochs, "epochs", minimum=1)
+        self.batch_size = as_int(self.batch_size, "batch size", minimum=1)
+        self.seed = as_seed(self.seed)
+        self.lr = as_float(self.lr, "learning rate")
+        if not 0 < self.lr <= 1:
             raise ValueError(f"learning rate must be above 0 and at most 1 (try 0.003), got {self.lr}")
-        if not 0 <= as_float(self.weight_decay, "weight decay") < 1:
+        self.weight_decay = as_float(self.weight_decay, "weight decay")
+        if not 0 <= self.weight_decay < 1:
             raise ValueError(f"weight decay must be at least 0 and below 1, got {self.weight_decay}")
-        as_int(self.warmup_steps, "warmup steps", minimum=0)
-        if self.warmup_fraction is not None and not 0 <= as_float(self.warmup_fraction, "warmup fraction") < 1:
-            raise ValueError(f"warmup fraction must be at least 0 and below 1, got {self.warmup_fraction}")
-        if as_float(self.grad_clip, "gradient clipping") < 0:
+        self.warmup_steps = as_int(self.warmup_steps, "warmup steps", minimum=0)
+        if self.warmup_fraction is not None:
+            self.warmup_fraction = as_float(self.warmup_fraction, "warmup fraction")
+            if not 0 <= self.warmup_fraction < 1:
+                raise ValueError(f"warmup fraction must be at least 0 and below 1, got {self.warmup_fraction}")
+        self.grad_clip = as_float(self.grad_clip, "gradient clipping")
+        if self.grad_clip < 0:
             raise ValueError(f"gradient clipping must be 0 (off) or positive, got {self.grad_clip}")
         if self.patience is not None:
-            as_int(self.patience, "patience", minimum=1)
-        if self.max_seconds is not None and as_float(self.max_seconds, "time limit") <= 0:
-            raise ValueError(f"time limit must be positive, got {self.max_seconds}")
-        as_int(self.solved_epochs, "epochs at 100% before stopping", minimum=0)
+            self.patience = as_int(self.patience, "patience", minimum=1)
+        if self.max_seconds is not None:
+            self.max_seconds = as_float(self.max_seconds, "time limit")
+            if self.max_seconds <= 0:
+                raise ValueError(f"time limit must be positive, got {self.max_seconds}")
+        self.solved_epochs = as_int(self.solved_epochs, "epochs at 100% before stopping", minimum=0)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {_short(self.precision)}")
+
+    def validate(self, limits: Limits | None = None) -> TrainConfig:
+        """Check the built config against `limits`; return self so calls can chain."""
+        limits = limits or Limits()
+        as_int(self.epochs, "epochs", maximum=limits.max_epochs, limit_name="max_epochs")
+        as_int(self.batch_size, "batch size", maximum=limits.max_batch_size, limit_name="max_batch_size")
         return self
 
 
@@ -519,18 +541,26 @@ class SampleConfig:
     greedy: bool = False
     seed: int | None = None
 
-    def validate(self, limits: Limits | None = None) -> SampleConfig:
-        limits = limits or Limits()
-        as_int(self.max_new_tokens, "max new tokens", minimum=1, maximum=limits.max_new_tokens,
-               limit_name="max_new_tokens")
-        if as_float(self.temperature, "temperature") < 0:
+    def __post_init__(self) -> None:
+        """Check every field and store it as its declared type; the caller's limits are `validate`'s."""
+        self.max_new_tokens = as_int(self.max_new_tokens, "max new tokens", minimum=1)
+        self.temperature = as_float(self.temperature, "temperature")
+        if self.temperature < 0:
             raise ValueError(f"temperature must be 0 (greedy) or positive, got {self.temperature}")
         if self.top_k is not None:
-            as_int(self.top_k, "top-k", minimum=1)
-        if self.top_p is not None and not 0 < as_float(self.top_p, "top-p") <= 1:
-            raise ValueError(f"top-p must be above 0 and at most 1, got {self.top_p}")
+            self.top_k = as_int(self.top_k, "top-k", minimum=1)
+        if self.top_p is not None:
+            self.top_p = as_float(self.top_p, "top-p")
+            if not 0 < self.top_p <= 1:
+                raise ValueError(f"top-p must be above 0 and at most 1, got {self.top_p}")
+        self.greedy = as_switch(self.greedy, "greedy", default=False)
         if self.seed is not None:
-            as_seed(self.seed)
+            self.seed = as_seed(self.seed)
+
+    def validate(self, limits: Limits | None = None) -> SampleConfig:
+        """Check the built config against `limits`; return self so calls can chain."""
+        limits = limits or Limits()
+        as_int(self.max_new_tokens, "max new tokens", maximum=limits.max_new_tokens, limit_name="max_new_tokens")
         return self
 
     @property

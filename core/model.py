@@ -169,8 +169,7 @@ class SimpleTransformer(_CausalLM):
 
 def build_model(config: ModelConfig,
                 device: torch.device | str | None = None) -> ConfigurableTransformer | SimpleTransformer:
-    """The model a validated config describes (validation happens here too, so it can't be skipped)."""
-    config.validate()
+    """The model a config describes (its constructor checks it against the default limits)."""
     if config.model_type == "simple":
         return SimpleTransformer(config.vocab_size, config.d_model_configs[0], config.heads_per_layer[0],
                                  config.num_layers, config.dim_feedforward_configs[0], config.dropout, device,

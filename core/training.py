@@ -374,15 +374,23 @@ def train_task(task: Task, model_config: ModelConfig, train_config: TrainConfig,
                limits: Limits | None = None) -> Iterator[StepEvent | EpochEvent | FitResult]:
     """Everything around `fit` for a task: seeding, model, loaders, optimizer, schedule, loss.
 
+    The configs are checked against `limits` when this is called, before anything trains, so a
+    caller hears of a mistake before it changes anything; training starts on the first `next`.
     Same seed and configs -> same model initialisation, batch order, dropout, and so the same losses.
     """
-    limits = limits or Limits()
     train_config.validate(limits)
     model_config.validate(limits)
     if model_config.vocab_size != len(task.vocab):
         raise ValueError(f"the model's vocab_size {model_config.vocab_size} does not match the task's "
                          f"{len(task.vocab)} tokens")
     device = resolve_device(train_config.device)
+    return _train_task_events(task, model_config, train_config, device, should_stop, limits or Limits())
+
+
+def _train_task_events(task: Task, model_config: ModelConfig, train_config: TrainConfig, device: torch.device,
+                       should_stop: Callable[[], bool] | None,
+                       limits: Limits) -> Iterator[StepEvent | EpochEvent | FitResult]:
+    """The run itself, once `train_task` has checked its configs."""
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, device)
     loader_rng = torch.Generator().manual_seed(train_config.seed)

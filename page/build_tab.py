@@ -23,7 +23,7 @@ def describe_model(table, model_type, dropout, kind, seq_len, num_digits, text, 
         task_config = TaskConfig(kind, seq_len, num_digits,
                                  text=as_text(text, "the text") if task_kind(kind).needs_text else None)
         vocab = core.data.task_vocab(task_config.validate(limits))
-        config = model_config_from(table, model_type, dropout, len(vocab), limits)
+        config = model_config_from(table, model_type, dropout, len(vocab)).validate(limits)
     except ValueError as error:
         kept = ""
         if session.table_config is not None:

@@ -90,7 +90,7 @@ def task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed
                       as_text(text, "the text") if kind.needs_text else None)
 
 
-def model_config_from(table, model_type, dropout, vocab_size: int, limits: Limits, causal: bool = True) -> ModelConfig:
+def model_config_from(table, model_type, dropout, vocab_size: int, causal: bool = True) -> ModelConfig:
+    """The layer table and model widgets as a config; checked against the limits where it is used."""
     d_models, ffs, heads = parse_layer_rows(table_rows(table))
-    return ModelConfig(vocab_size, d_models, ffs, heads, as_float(dropout, "dropout"), model_type,
-                       causal).validate(limits)
+    return ModelConfig(vocab_size, d_models, ffs, heads, as_float(dropout, "dropout"), model_type, causal)

@@ -49,12 +49,11 @@ class PageRun:
          epochs, batch_size, lr, seed, patience, stop_when_solved, causal) = inputs
         task = core.data.make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed),
                                    limits)
-        model_config = model_config_from(table, model_type, dropout, len(task.vocab), limits,
-                                         as_switch(causal, "causal mask"))
-        train_config = train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved).validate(limits)
-        session.begin_training(model_config)
-        events = core.training.train_task(task, model_config, train_config,
+        model_config = model_config_from(table, model_type, dropout, len(task.vocab), as_switch(causal, "causal mask"))
+        train_config = train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved)
+        events = core.training.train_task(task, model_config, train_config,  # checks both against the limits
                                           lambda: session.should_stop(number), limits)
+        session.begin_training(model_config)
         return cls(events, model_config, task.without_data(), task.examples(1)[0], inputs)
 
     def apply(self, event, session: Session) -> str:

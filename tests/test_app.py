@@ -21,7 +21,7 @@ from gradio_client.utils import Status
 
 import app
 from core.checkpoint import load_checkpoint
-from core.config import DEFAULT_LAYERS, Limits, TaskConfig
+from core.config import DEFAULT_LAYERS, Limits, ModelConfig, TaskConfig
 from core.data import make_task
 from core.tasks import TASKS
 from core.training import StopReason
@@ -776,3 +776,16 @@ def test_a_lesson_sets_every_widget_and_says_what_to_notice(client):
     assert value_of(values[lessons.SETTINGS.index("epochs")]) == 8
     with pytest.raises(AppError, match="Why is not in the list of choices"):
         client().predict("Why", api_name="/lesson")
+
+
+def test_a_page_train_checks_its_model_config_once(monkeypatch):
+    """Validated once per use: the config a page run trains is checked against the limits one time."""
+    checked = []
+    original = ModelConfig.validate
+    monkeypatch.setattr(ModelConfig, "validate",
+                        lambda self, limits=None: checked.append(self) or original(self, limits))
+    session = Session()
+    for _ in train_tab.train([[16, 32, 2]], "configurable", 0.0, "sort", 4, 3, 64, 16, "", 1, 64, 3e-3, 0, 0,
+                             session, progress=lambda *a, **k: None, limits=Limits.public()):
+        pass
+    assert sum(config is session.best.config for config in checked) == 1

@@ -397,3 +397,20 @@ def test_ragged_and_odd_layer_rows(rows, words):
     with pytest.raises(ValueError, match=words):
         d, f, h = parse_layer_rows(rows)
         ModelConfig(3, d, f, h).validate()
+
+
+def test_a_built_config_holds_the_types_it_declares():
+    """Whole numbers typed as text or floats are ints once the config exists, before any validate."""
+    model = ModelConfig("7", ["48", 48.0], [96, "96"], "3", "0.1")
+    assert (model.vocab_size, model.d_model_configs, model.dim_feedforward_configs, model.nhead) == \
+        (7, [48, 48], [96, 96], 3)
+    assert model.dropout == 0.1
+    train = TrainConfig(epochs="5", batch_size=16.0, lr="0.01", seed="3", patience="2")
+    assert (train.epochs, train.batch_size, train.lr, train.seed, train.patience) == (5, 16, 0.01, 3, 2)
+    task = TaskConfig("addition", train_size="100")
+    assert (task.num_digits, task.train_size) == (2, 100)  # the task's own default digits
+    sample = SampleConfig(max_new_tokens="4", temperature="0", top_k=2.0)
+    assert (sample.max_new_tokens, sample.temperature, sample.top_k) == (4, 0.0, 2)
+    with pytest.raises(ValueError, match="layer 2: d_model must be a whole number"):
+        ModelConfig(7, [48, "wide"], [96, 96], 3)
+
