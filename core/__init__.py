@@ -26,7 +26,7 @@ _HOMES = {
                  "evaluate", "fit", "train_model", "train_task"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
-_SUBMODULES = {"benchmark", "checkpoint", "cli", "config", "data", "figures", "kv_cache", "masks", "model",
+_SUBMODULES = {"benchmark", "checkpoint", "cli", "config", "data", "export", "figures", "kv_cache", "masks", "model",
                "probes", "sampling", "tasks", "training"}
 
 __all__ = sorted(_MODULE_OF)

@@ -1,4 +1,4 @@
-"""The playground without a browser: `python -m core train | sample | bench`.
+"""The playground without a browser: `python -m core train | sample | export | bench`.
 
 The same configs, the same `train_task`/`fit` loop and the same sampler as the page.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .config import DEFAULT_LAYERS, ModelConfig, SampleConfig, TaskConfig, TrainConfig, parse_int_list
 from .data import make_task
+from .export import export_code
 from .sampling import sample_text
 from .tasks import TASKS, task_kind
 from .training import EpochEvent, FitResult, format_epoch, resolve_device, train_task
@@ -88,6 +89,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--greedy", action="store_true", help="always take the likeliest token")
     sample.add_argument("--seed", type=int, default=None)
     sample.add_argument("--device", default="cpu")
+
+    export = commands.add_parser("export", help="write a checkpoint's model as standalone PyTorch code",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    export.add_argument("--checkpoint", type=Path, required=True)
+    export.add_argument("--out", type=Path, default=Path("model.py"), help="the .py file to write")
 
     bench = commands.add_parser("bench", help="measure training, sampling and page-update speed")
     bench.add_argument("--json", type=Path, default=None, help="also write the results to this file")
@@ -181,6 +187,14 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    checkpoint = load_checkpoint(args.checkpoint)
+    source = export_code(checkpoint.model_config, checkpoint.task, args.out.name)
+    atomic_write(args.out, lambda tmp_name: Path(tmp_name).write_text(source))
+    print(f"wrote {args.out}: python {args.out} --checkpoint {args.checkpoint} --prompt ...")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -188,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args)
         if args.command == "sample":
             return _sample(args)
+        if args.command == "export":
+            return _export(args)
         from .benchmark import run_benchmarks
         return run_benchmarks(quick=args.quick, json_path=args.json)
     except ValueError as error:

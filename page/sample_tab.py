@@ -102,6 +102,17 @@ def save(session: Session):
 
 
 @user_errors
+def export_code(session: Session):
+    """The best model as one standalone .py file (torch and safetensors only), to run with Save's checkpoint."""
+    best = session.best
+    if best is None:
+        raise ValueError("there is no model to export yet: train one first")
+    path = Path(tempfile.mkdtemp(prefix="tp-code-")) / "model.py"
+    path.write_text(core.export.export_code(best.config, best.task, path.name))
+    return str(path)
+
+
+@user_errors
 def upload(file, session: Session, *, limits: Limits):
     if file is None:
         return (gr.skip(),) * 4 + (session,)
@@ -130,14 +141,19 @@ def widgets(limits: Limits) -> SimpleNamespace:
             with gr.Column(scale=2):
                 settings = _settings(limits)
         with gr.Row():
-            save_btn = gr.Button("Save best checkpoint (.safetensors)", elem_id="save-btn")
+            with gr.Column():
+                save_btn = gr.Button("Save best checkpoint (.safetensors)", elem_id="save-btn")
+                export_btn = gr.Button("Download as PyTorch code (.py)", elem_id="export-btn")
             checkpoint_file = gr.File(label="checkpoint to download", interactive=False, elem_id="checkpoint-file")
+            code_file = gr.File(label="the model as code: python model.py --checkpoint <checkpoint> --prompt ...",
+                                interactive=False, elem_id="code-file")
             upload_file = gr.File(label="upload a checkpoint to sample from", file_types=[".safetensors"],
                                   elem_id="upload-file")
     return SimpleNamespace(info=info, examples=examples, prompt=prompt, sample_btn=sample_btn, output=output,
                            compare_btn=compare_btn, compare=compare,
                            settings=settings, max_new=settings[4], save_btn=save_btn,
-                           checkpoint_file=checkpoint_file, upload_file=upload_file)
+                           checkpoint_file=checkpoint_file, upload_file=upload_file, export_btn=export_btn,
+                           code_file=code_file)
 
 
 def _settings(limits: Limits) -> list:
@@ -165,5 +181,6 @@ def wire(training: list, tab: SimpleNamespace, inside: SimpleNamespace, session:
     tab.compare_btn.click(with_limits(sample_best_and_last, limits), [tab.prompt, *tab.settings, session],
                           [tab.compare], api_name="sample_best_and_last")
     tab.save_btn.click(save, [session], [tab.checkpoint_file], api_name="save_checkpoint")
+    tab.export_btn.click(export_code, [session], [tab.code_file], api_name="export_code")
     tab.upload_file.upload(with_limits(upload, limits), [tab.upload_file, session], [*best_outputs, session],
                            api_name="upload_checkpoint")

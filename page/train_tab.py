@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import time
 from types import SimpleNamespace
 
 import gradio as gr
 
 import core
-from core.config import Limits, TaskConfig, TrainConfig, as_int
+from core.config import Limits, TaskConfig, TrainConfig, as_int, as_switch, parse_layer_rows
 from core.tasks import TASKS, task_kind
 
-from .inputs import SAMPLE_TEXT, user_errors, with_limits
+from .inputs import SAMPLE_TEXT, table_rows, user_errors, with_limits
 from .run import PageRun
 from .session import Session
 
@@ -110,6 +111,28 @@ def train_some(table, model_type, dropout, kind, seq_len, num_digits, train_size
 
 
 @user_errors
+def command_line(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text, epochs,
+                 batch_size, lr, seed, patience, session: Session, stop_when_solved=True, causal=True):
+    """The `python -m core train` command that runs this page's setup from a terminal."""
+    entry = task_kind(kind)
+    d_models, ffs, heads = parse_layer_rows(table_rows(table))
+    flags = [("--task", entry.name)]
+    flags += [(flag, value) for name, flag, value in (("seq_len", "--seq-len", seq_len),
+                                                       ("num_digits", "--num-digits", num_digits))
+              if entry.field(name) is not None]
+    flags += [("--text-file", "your_text.txt")] if entry.needs_text else []
+    flags += [("--train-size", train_size), ("--val-size", val_size), ("--model", model_type),
+              ("--d-model", ",".join(map(str, d_models))), ("--dim-feedforward", ",".join(map(str, ffs))),
+              ("--nhead", ",".join(map(str, heads))), ("--dropout", dropout), ("--epochs", epochs),
+              ("--batch-size", batch_size), ("--lr", lr), ("--seed", seed)]
+    flags += [("--patience", patience)] if as_int(patience, "patience", minimum=0) else []
+    flags += [] if as_switch(stop_when_solved, "stop once solved") else [("--stop-when-solved", 0)]
+    words = ["python", "-m", "core", "train", *(str(w) for flag in flags for w in flag)]
+    words += [] if as_switch(causal, "causal mask") else ["--no-causal"]
+    return "```bash\n" + " ".join(shlex.quote(w) for w in words) + " --out runs/mine\n```"
+
+
+@user_errors
 def stop(session: Session):
     session.stop()
 
@@ -150,6 +173,8 @@ def _widgets() -> SimpleNamespace:
             with gr.Row():
                 tab.step_btn = gr.Button("1 step", size="sm", elem_id="step-btn")
                 tab.epoch_btn = gr.Button("1 epoch", size="sm", elem_id="epoch-btn")
+                tab.command_btn = gr.Button("command line", size="sm", elem_id="command-btn")
+            tab.command = gr.Markdown(elem_id="command")
         with gr.Column(scale=3):
             tab.status = gr.Markdown("Press **Train**. The loss curve draws itself as the model learns.",
                                      elem_id="train-status")
@@ -192,4 +217,5 @@ def wire(demo: gr.Blocks, build: SimpleNamespace, tab: SimpleNamespace, session:
                           preprocess=False)
              for button, unit in ((tab.step_btn, "step"), (tab.epoch_btn, "epoch"))]
     tab.stop_btn.click(stop, [session], None, api_name="stop", concurrency_limit=None, queue=False)
+    tab.command_btn.click(command_line, inputs, [tab.command], api_name="command_line", queue=False)
     return [train_event, *steps]

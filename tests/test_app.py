@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
+import subprocess
+import sys
 import time
 import typing
 from pathlib import Path
@@ -33,7 +36,7 @@ HEADERS = ["d_model", "dim_feedforward", "nhead"]
 PUBLIC_ENDPOINTS = {"describe_model", "mask", "add_layer", "remove_layer", "preset", "train",
                     "stop", "sample", "save_checkpoint", "upload_checkpoint", "look_inside",
                     "causality_check", "sample_best_and_last", "attention_over_training", "lesson",
-                    "train_step", "train_epoch"}
+                    "train_step", "train_epoch", "export_code", "command_line"}
 # What gradio_client hands back for an output the handler left alone (gr.skip()).
 SKIP = {"__type__": "update"}
 
@@ -789,3 +792,26 @@ def test_a_page_train_checks_its_model_config_once(monkeypatch):
                              session, progress=lambda *a, **k: None, limits=Limits.public()):
         pass
     assert sum(config is session.best.config for config in checked) == 1
+
+
+def test_the_page_exports_its_model_as_code_that_runs(trained, tmp_path):
+    code = Path(trained.predict(api_name="/export_code"))
+    checkpoint = Path(trained.predict(api_name="/save_checkpoint"))
+    result = subprocess.run([sys.executable, str(code), "--checkpoint", str(checkpoint), "--prompt", "2101"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    answer = result.stdout.strip().split(" -> ")[1]
+    assert f"**`{answer}`**" in sample(trained, "2101")  # what the page answers, greedy, 4 tokens
+
+
+def test_the_page_shows_the_command_line_that_runs_its_setup_and_it_runs(client, tmp_path):
+    args = train_args(rows=[[16, 32, 2], [24, 48, 3]], epochs=1, stop_when_solved=False, causal=False, **SMALL_TASK)
+    command = client().predict(*args, api_name="/command_line")
+    line = command.strip().strip("`").removeprefix("bash").strip()
+    assert "--d-model 16,24 --dim-feedforward 32,48 --nhead 2,3" in line and "--no-causal" in line, line
+    argv = shlex.split(line.replace("runs/mine", str(tmp_path / "out")))
+    assert argv[:4] == ["python", "-m", "core", "train"]
+    result = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=120,
+                            check=False, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "best.safetensors").exists()
