@@ -21,6 +21,7 @@ from torch import nn
 from .config import Limits, ModelConfig, TaskConfig, as_float, as_int
 from .data import Task, task_for_checkpoint
 from .model import build_model
+from .training import EpochRecord, FitState, TrainingHistory
 
 FORMAT_NAME = "transformer-playground-checkpoint"
 FORMAT_VERSION = "1"
@@ -236,3 +237,58 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _unreadable(path: Path) -> str:
     return f"{path.name} is not a readable .safetensors checkpoint (is it truncated or another kind of file?)"
+
+
+# ---------------------------------------------------------------------------------------------
+# The state of a run, to resume it (last.safetensors)
+# ---------------------------------------------------------------------------------------------
+
+RUN_FORMAT_NAME = "transformer-playground-run"
+
+
+def save_run_state(path: str | os.PathLike, state: FitState) -> Path:
+    """An epoch's end as one safetensors file: weights, optimizer moments and generator states as
+    tensors; counters, the schedule, optimizer settings and the history as JSON. No pickle."""
+    tensors = {f"model.{name}": t for name, t in state.model_state.items()}
+    for index, param_state in state.optimizer_state["state"].items():
+        tensors.update({f"optimizer.{index}.{key}": t for key, t in param_state.items()})
+    tensors["rng.torch"] = state.torch_rng
+    if state.loader_rng is not None:
+        tensors["rng.loader"] = state.loader_rng
+    history = state.history
+    metadata = {
+        "format": RUN_FORMAT_NAME, "format_version": FORMAT_VERSION,
+        "counters": json.dumps({"epoch": state.epoch, "step": state.step, "best_loss": state.best_loss,
+                                "best_epoch": state.best_epoch, "stale_epochs": state.stale_epochs,
+                                "solved_count": state.solved_count, "best_is_solved": state.best_is_solved}),
+        "optimizer_groups": json.dumps(state.optimizer_state["param_groups"]),
+        "scheduler": json.dumps(state.scheduler_state),
+        "history": json.dumps({"step_positions": history.step_positions, "step_losses": history.step_losses,
+                               "epochs": history.to_json_rows()}),
+    }
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    atomic_write(path, lambda tmp_name: safetensors.torch.save_file(tensors, tmp_name, metadata=metadata))
+    return Path(path)
+
+
+def load_run_state(path: str | os.PathLike, best_model: nn.Module | None) -> FitState:
+    """What `save_run_state` wrote, for `train_task(..., resume=)`; `best_model` comes from best.safetensors."""
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+        if metadata.get("format") != RUN_FORMAT_NAME:
+            raise ValueError(f"{Path(path).name} is not the state of a Transformer Playground run")
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    counters = json.loads(metadata["counters"])
+    optimizer_state: dict[str, Any] = {"state": {}, "param_groups": json.loads(metadata["optimizer_groups"])}
+    for name, tensor in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            optimizer_state["state"].setdefault(int(index), {})[key] = tensor
+    saved = json.loads(metadata["history"])
+    history = TrainingHistory(saved["step_positions"], saved["step_losses"],
+                              [EpochRecord(**row) for row in saved["epochs"]],
+                              counters["best_epoch"], counters["best_loss"])
+    return FitState(counters["epoch"], counters["step"], counters["best_loss"], counters["best_epoch"],
+                    counters["stale_epochs"], counters["solved_count"], counters["best_is_solved"], history,
+                    best_model, {name[len("model."):]: t for name, t in tensors.items() if name.startswith("model.")},
+                    optimizer_state, json.loads(metadata["scheduler"]), tensors["rng.torch"], tensors.get("rng.loader"))

@@ -12,13 +12,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from tqdm import tqdm
+
+from .checkpoint import atomic_write, load_checkpoint, load_run_state, save_checkpoint, save_run_state
 from .config import DEFAULT_LAYERS, ModelConfig, SampleConfig, TaskConfig, TrainConfig, parse_int_list
 from .data import make_task
 from .export import export_code
 from .sampling import sample_text
 from .tasks import TASKS, task_kind
-from .training import EpochEvent, FitResult, format_epoch, resolve_device, train_task
+from .training import EpochEvent, FitResult, StepEvent, format_epoch, resolve_device, train_task
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,6 +77,11 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=Path("runs/latest"),
                        help="folder for best.safetensors and history.json")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
+    train.add_argument("--resume", type=Path, metavar="OUT",
+                       help="go on with the run in OUT from the end of its last epoch (its config.json and "
+                            "last.safetensors); its own settings are used")
+    train.add_argument("--config", type=Path, metavar="RUN_JSON",
+                       help="a JSON object of settings, named as in a run's config.json; flags given here win")
 
     sample = commands.add_parser("sample", help="continue a prompt with a trained checkpoint",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -95,6 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", type=Path, required=True)
     export.add_argument("--out", type=Path, default=Path("model.py"), help="the .py file to write")
 
+    parser.set_defaults(train_parser=train)
     bench = commands.add_parser("bench", help="measure training, sampling and page-update speed")
     bench.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     bench.add_argument("--quick", action="store_true", help="smaller runs (a smoke check, not a measurement)")
@@ -120,7 +128,13 @@ def _task_config(args: argparse.Namespace) -> TaskConfig:
     return TaskConfig(args.task, args.seq_len, args.num_digits, args.train_size, args.val_size, args.seed, text)
 
 
+NOT_SETTINGS = ("command", "config", "resume", "quiet", "train_parser")  # not part of a run's setup
+
+
 def _train(args: argparse.Namespace) -> int:
+    resume = args.resume
+    if resume is not None:
+        args = _saved_setup(resume, args)
     task = make_task(_task_config(args))
     heads = parse_int_list(args.nhead, "--nhead")
     model_config = ModelConfig(len(task.vocab), parse_int_list(args.d_model, "--d-model"),
@@ -132,33 +146,74 @@ def _train(args: argparse.Namespace) -> int:
                                warmup_fraction=args.warmup, grad_clip=args.grad_clip, patience=args.patience,
                                seed=args.seed, device=args.device, max_seconds=args.max_seconds,
                                solved_epochs=args.stop_when_solved, precision=args.precision)
-    events = train_task(task, model_config, train_config)  # checks the configs and the device first
     out: Path = args.out
+    state = _run_state(out) if resume is not None else None
+    events = train_task(task, model_config, train_config, resume=state)  # checks the configs and the device first
     _prepare_out(out)
-    checkpoint_path, history_path = out / "best.safetensors", out / "history.json"
+    if resume is None:
+        setup = {key: str(value) if isinstance(value, Path) else value
+                 for key, value in vars(args).items() if key not in NOT_SETTINGS}
+        atomic_write(out / "config.json", lambda tmp_name: Path(tmp_name).write_text(json.dumps(setup, indent=1)))
     if not args.quiet:
-        print(f"{task.name}: {len(task.train_dataset)} training / {len(task.val_dataset)} validation examples, "
-              f"vocabulary {task.vocab.describe()!r}; model {model_config.num_parameters():,} parameters")
-    for event in events:
-        if isinstance(event, EpochEvent):
-            if event.record.improved:
-                summary = {"best_epoch": event.record.epoch, "best_val_loss": event.record.val_loss,
-                           "val_accuracy": event.record.val_accuracy, "seed": args.seed,
-                           "train_config": vars(train_config)}
-                save_checkpoint(checkpoint_path, event.best_model, model_config, task, summary)
-            rows = json.dumps(event.history.to_json_rows(), indent=1)
-            atomic_write(history_path, lambda tmp_name, rows=rows: Path(tmp_name).write_text(rows))
-            if not args.quiet:
-                print(format_epoch(event), flush=True)
-        elif isinstance(event, FitResult):
-            best = event.history.epochs[event.best_epoch - 1] if event.best_epoch else None
-            accuracy = "" if best is None or best.val_accuracy is None else \
-                f", held-out exact match {best.val_accuracy:.1%}"
-            print(f"{event.message}{accuracy}")
-            if event.best_model is not None:
-                print(f"best checkpoint: {checkpoint_path}")
-            return 1 if event.stop_reason == "diverged" else 0
+        again = f"resuming after epoch {state.epoch}; " if state is not None else ""
+        print(f"{again}{task.name}: {len(task.train_dataset)} training / {len(task.val_dataset)} validation "
+              f"examples, vocabulary {task.vocab.describe()!r}; model {model_config.num_parameters():,} parameters")
+    return _follow(events, out, model_config, task, args, train_config)
+
+
+def _follow(events, out: Path, model_config: ModelConfig, task, args: argparse.Namespace,
+            train_config: TrainConfig) -> int:
+    """Write best.safetensors on improvement and last.safetensors and history.json every epoch,
+    with a progress bar of steps (on a terminal) and a line per epoch."""
+    checkpoint_path, history_path = out / "best.safetensors", out / "history.json"
+    with tqdm(unit="step", dynamic_ncols=True, leave=False, disable=True if args.quiet else None) as bar:
+        for event in events:
+            if isinstance(event, StepEvent):
+                bar.total = event.total_steps
+                bar.update(event.step - bar.n)
+            elif isinstance(event, EpochEvent):
+                if event.record.improved:
+                    summary = {"best_epoch": event.record.epoch, "best_val_loss": event.record.val_loss,
+                               "val_accuracy": event.record.val_accuracy, "seed": args.seed,
+                               "train_config": vars(train_config)}
+                    save_checkpoint(checkpoint_path, event.best_model, model_config, task, summary)
+                rows = json.dumps(event.history.to_json_rows(), indent=1)
+                atomic_write(history_path, lambda tmp_name, rows=rows: Path(tmp_name).write_text(rows))
+                if not event.record.partial:
+                    save_run_state(out / "last.safetensors", event.state)
+                if not args.quiet:
+                    bar.write(format_epoch(event))
+            elif isinstance(event, FitResult):
+                bar.close()
+                best = event.history.epochs[event.best_epoch - 1] if event.best_epoch else None
+                accuracy = "" if best is None or best.val_accuracy is None else \
+                    f", held-out exact match {best.val_accuracy:.1%}"
+                print(f"{event.message}{accuracy}")
+                if event.best_model is not None:
+                    print(f"best checkpoint: {checkpoint_path}")
+                return 1 if event.stop_reason == "diverged" else 0
     return 0
+
+
+def _saved_setup(folder: Path, args: argparse.Namespace) -> argparse.Namespace:
+    """The setup a run in `folder` started with (its config.json), to go on with it."""
+    try:
+        setup = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot resume from {folder}: its config.json is missing or damaged ({error}); "
+                         "give the --out folder of an earlier run") from None
+    setup["out"] = folder
+    if setup.get("text_file"):
+        setup["text_file"] = Path(setup["text_file"])
+    return argparse.Namespace(**{**vars(args), **setup})
+
+
+def _run_state(folder: Path):
+    last, best = folder / "last.safetensors", folder / "best.safetensors"
+    if not last.is_file():
+        raise ValueError(f"cannot resume from {folder}: it has no last.safetensors (a run writes it at the end "
+                         "of each epoch)")
+    return load_run_state(last, load_checkpoint(best).model.train() if best.is_file() else None)
 
 
 def _prepare_out(out: Path) -> None:
@@ -195,8 +250,28 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_config_file(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse `argv`; with `train --config FILE`, the file's settings become the defaults the flags override."""
+    args = parser.parse_args(argv)
+    if args.command != "train" or args.config is None:
+        return args
+    try:
+        settings = json.loads(args.config.read_text())
+    except (OSError, ValueError) as error:
+        parser.exit(2, f"python -m core train: error: cannot read --config {args.config}: {error}\n")
+    known = {action.dest for action in args.train_parser._actions} - set(NOT_SETTINGS) - {"help", "train_parser"}
+    unknown = sorted(set(settings) - known) if isinstance(settings, dict) else ["(not a JSON object)"]
+    if unknown:
+        parser.exit(2, f"python -m core train: error: --config {args.config} has unknown settings "
+                       f"{', '.join(unknown)}; use the names in a run's config.json\n")
+    paths = {"out", "text_file"}
+    args.train_parser.set_defaults(**{key: Path(value) if key in paths and value is not None else value
+                                      for key, value in settings.items()})
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    args = _with_config_file(_build_parser(), argv)
     try:
         if args.command == "train":
             return _train(args)

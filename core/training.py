@@ -102,6 +102,33 @@ class EpochEvent:
     history: TrainingHistory
     best_model: nn.Module | None  # the deep copy kept so far (the same object until it improves)
     ends_run: bool = False  # the FitResult comes next: no more steps (a stepping caller can finish)
+    state: FitState | None = None  # what a run resumed from this epoch's end starts from
+
+
+@dataclass
+class FitState:
+    """Where a run stands at the end of an epoch: what `fit` needs to go on exactly as if it had
+    never stopped (`resume=`), and what the command line writes to last.safetensors.
+
+    The optimizer's and scheduler's state dicts and the random generators' states are taken at
+    the end of the epoch; `best_model` is the model kept so far. The tensors are the live ones:
+    write them out before training goes on (the command line does, at each epoch's end).
+    """
+
+    epoch: int
+    step: int
+    best_loss: float
+    best_epoch: int | None
+    stale_epochs: int
+    solved_count: int
+    best_is_solved: bool
+    history: TrainingHistory
+    best_model: nn.Module | None
+    model_state: dict[str, torch.Tensor]  # the weights as training left them (not the best ones)
+    optimizer_state: dict
+    scheduler_state: dict | None
+    torch_rng: torch.Tensor  # torch's global generator: dropout
+    loader_rng: torch.Tensor | None  # the training loader's generator: batch order
 
 
 @dataclass
@@ -210,7 +237,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
         scheduler: LRScheduler | None = None, grad_clip: float = 1.0, patience: int | None = None,
         accuracy_fn: Callable[[nn.Module], float | None] | None = None,
         should_stop: Callable[[], bool] | None = None, max_seconds: float | None = None,
-        solved_epochs: int = 0, autocast_dtype: torch.dtype | None = None,
+        solved_epochs: int = 0, autocast_dtype: torch.dtype | None = None, resume: FitState | None = None,
         ) -> Iterator[StepEvent | EpochEvent | FitResult]:
     """Train, validate every epoch, keep a deep copy of the model whenever validation improves.
 
@@ -225,17 +252,17 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
     so the best-model choice never rests on rounding.
     """
     device = torch.device(device)
-    solved_count, best_is_solved = 0, False
-    history = TrainingHistory()
-    best_loss, best_model, best_epoch = math.inf, None, None
-    stale_epochs = 0
+    state = resume or FitState(0, 0, math.inf, None, 0, 0, False, TrainingHistory(), None, {}, {}, None,
+                               torch.get_rng_state(), None)
+    solved_count, best_is_solved, history = state.solved_count, state.best_is_solved, state.history
+    best_loss, best_model, best_epoch = state.best_loss, state.best_model, state.best_epoch
+    stale_epochs, step = state.stale_epochs, state.step
     steps_per_epoch = len(train_loader)
     total_steps = num_epochs * steps_per_epoch
-    step = 0
-    start = time.perf_counter()
+    start = time.perf_counter() - (history.epochs[-1].elapsed_s if history.epochs else 0.0)
     stop_reason, message = "completed", f"trained {num_epochs} epochs"
 
-    for epoch in range(1, num_epochs + 1):
+    for epoch in range(state.epoch + 1, num_epochs + 1):
         model.train()
         epoch_loss, epoch_batches, epoch_tokens = 0.0, 0, 0
         train_seconds = 0.0
@@ -299,8 +326,12 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
         early_end = None if interrupted else _early_end(
             solved_epochs and best_is_solved and solved_count >= solved_epochs,
             patience is not None and stale_epochs >= patience, solved_count, epoch, patience, best_epoch)
+        state = FitState(epoch, step, best_loss, best_epoch, stale_epochs, solved_count, best_is_solved, history,
+                         best_model, model.state_dict(), optimizer.state_dict(),
+                         scheduler.state_dict() if scheduler else None,
+                         torch.get_rng_state(), _loader_rng(train_loader))
         yield EpochEvent(record, num_epochs, history, best_model,
-                         ends_run=interrupted or early_end is not None or epoch == num_epochs)
+                         ends_run=interrupted or early_end is not None or epoch == num_epochs, state=state)
         if interrupted:
             break
         if early_end is not None:
@@ -313,6 +344,11 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
         message += f"; best model from epoch {best_epoch} (validation loss {best_loss:.4f})"
     last_model = _finish(model) if history.epochs else None
     yield FitResult(_finish(best_model), best_loss, best_epoch, history, stop_reason, message, last_model)
+
+
+def _loader_rng(loader: DataLoader) -> torch.Tensor | None:
+    generator = getattr(loader, "generator", None)
+    return generator.get_state() if generator is not None else None
 
 
 def _early_end(solved: bool, out_of_patience: bool, solved_count: int, epoch: int, patience: int | None,
@@ -370,13 +406,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fr
 
 
 def train_task(task: Task, model_config: ModelConfig, train_config: TrainConfig,
-               should_stop: Callable[[], bool] | None = None,
-               limits: Limits | None = None) -> Iterator[StepEvent | EpochEvent | FitResult]:
+               should_stop: Callable[[], bool] | None = None, limits: Limits | None = None,
+               resume: FitState | None = None) -> Iterator[StepEvent | EpochEvent | FitResult]:
     """Everything around `fit` for a task: seeding, model, loaders, optimizer, schedule, loss.
 
     The configs are checked against `limits` when this is called, before anything trains, so a
     caller hears of a mistake before it changes anything; training starts on the first `next`.
     Same seed and configs -> same model initialisation, batch order, dropout, and so the same losses.
+    `resume` (an epoch's end, as `core.checkpoint.load_run_state` reads it back) goes on from there:
+    the history then equals an uninterrupted run's.
     """
     train_config.validate(limits)
     model_config.validate(limits)
@@ -384,12 +422,12 @@ def train_task(task: Task, model_config: ModelConfig, train_config: TrainConfig,
         raise ValueError(f"the model's vocab_size {model_config.vocab_size} does not match the task's "
                          f"{len(task.vocab)} tokens")
     device = resolve_device(train_config.device)
-    return _train_task_events(task, model_config, train_config, device, should_stop, limits or Limits())
+    return _train_task_events(task, model_config, train_config, device, should_stop, limits or Limits(), resume)
 
 
 def _train_task_events(task: Task, model_config: ModelConfig, train_config: TrainConfig, device: torch.device,
-                       should_stop: Callable[[], bool] | None,
-                       limits: Limits) -> Iterator[StepEvent | EpochEvent | FitResult]:
+                       should_stop: Callable[[], bool] | None, limits: Limits,
+                       resume: FitState | None) -> Iterator[StepEvent | EpochEvent | FitResult]:
     """The run itself, once `train_task` has checked its configs."""
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, device)
@@ -404,11 +442,25 @@ def _train_task_events(task: Task, model_config: ModelConfig, train_config: Trai
     if limits.max_train_seconds:
         max_seconds = min(max_seconds or math.inf, limits.max_train_seconds)
     accuracy_fn = (lambda m: accuracy(m, task, device)) if task.is_algorithmic else None
+    if resume is not None:
+        _restore(resume, model, optimizer, scheduler, loader_rng)
     yield from fit(model, train_loader, val_loader, optimizer, criterion, train_config.epochs, device,
                    scheduler=scheduler, grad_clip=train_config.grad_clip, patience=train_config.patience,
                    accuracy_fn=accuracy_fn, should_stop=should_stop, max_seconds=max_seconds,
                    solved_epochs=train_config.solved_epochs if task.is_algorithmic else 0,
-                   autocast_dtype=autocast_dtype(train_config.precision, device, model_config))
+                   autocast_dtype=autocast_dtype(train_config.precision, device, model_config), resume=resume)
+
+
+def _restore(state: FitState, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
+             loader_rng: torch.Generator) -> None:
+    """Put the weights, the optimizer, the schedule and both random generators where `state` left them."""
+    model.load_state_dict(state.model_state)
+    optimizer.load_state_dict(state.optimizer_state)
+    if state.scheduler_state is not None:
+        scheduler.load_state_dict(state.scheduler_state)
+    if state.loader_rng is not None:
+        loader_rng.set_state(state.loader_rng)
+    torch.set_rng_state(state.torch_rng)
 
 
 BF16_MIN_WIDTH = 128  # "auto" uses bf16 from this d_model up; narrower models are op-overhead bound

@@ -66,7 +66,7 @@ def test_train_writes_checkpoint_and_history(tmp_path, capsys):
     best = min(history, key=lambda row: row["val_loss"])
     assert summary["best_epoch"] == best["epoch"]
     assert summary["best_val_loss"] == best["val_loss"]
-    assert sorted(os.listdir(tmp_path)) == ["best.safetensors", "history.json"]
+    assert sorted(os.listdir(tmp_path)) == ["best.safetensors", "config.json", "history.json", "last.safetensors"]
 
 
 def test_checkpoint_is_written_only_on_improvement(tmp_path, capsys, monkeypatch):
@@ -236,3 +236,58 @@ def test_no_causal_trains_without_the_mask_and_the_checkpoint_says_so(tmp_path, 
     assert code == 0, err
     checkpoint = load_checkpoint(tmp_path / "best.safetensors")
     assert checkpoint.model_config.causal is False and checkpoint.model.causal is False
+
+
+# --- resume, config files --------------------------------------------------------------------
+
+STEADY = [*TINY, "--epochs", "4", "--stop-when-solved", "0", "--quiet"]
+
+
+def comparable(history_rows):
+    """An epoch's numbers, without the wall-clock ones (which differ between any two runs)."""
+    return [{k: v for k, v in row.items() if k not in ("elapsed_s", "tokens_per_s")} for row in history_rows]
+
+
+def test_a_resumed_run_has_the_history_of_an_uninterrupted_one(tmp_path, capsys, monkeypatch):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert main(["train", *STEADY, "--out", str(whole)]) == 0
+    saves = []
+
+    def interrupted_after_two_epochs(path, state):
+        result = original(path, state)
+        saves.append(state.epoch)
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # Ctrl-C right after epoch 2 was written
+        return result
+    original = cli.save_run_state
+    monkeypatch.setattr(cli, "save_run_state", interrupted_after_two_epochs)
+    assert main(["train", *STEADY, "--out", str(broken)]) == 130
+    monkeypatch.setattr(cli, "save_run_state", original)
+    assert len(json.loads((broken / "history.json").read_text())) == 2
+    code, out, err = run_main(["train", "--resume", broken], capsys)
+    assert code == 0, err
+    assert "resuming after epoch 2" in out
+    resumed = json.loads((broken / "history.json").read_text())
+    assert comparable(resumed) == comparable(json.loads((whole / "history.json").read_text()))
+    a, b = load_checkpoint(whole / "best.safetensors"), load_checkpoint(broken / "best.safetensors")
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+def test_resume_needs_an_earlier_run(tmp_path, capsys):
+    code, _, err = run_main(["train", "--resume", tmp_path / "nothing"], capsys)
+    assert_one_line_error(code, err, "cannot resume from")
+
+
+def test_a_config_file_sets_defaults_that_flags_override_and_config_json_records_the_run(tmp_path, capsys):
+    settings = tmp_path / "run.json"
+    settings.write_text(json.dumps({"task": "reverse", "seq_len": 4, "epochs": 3, "train_size": 64, "val_size": 16,
+                                    "d_model": "16", "dim_feedforward": "32", "nhead": "2"}))
+    code, _, err = run_main(["train", "--config", settings, "--epochs", "1", "--out", tmp_path / "out", "--quiet"],
+                            capsys)
+    assert code == 0, err
+    recorded = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (recorded["task"], recorded["epochs"], recorded["d_model"]) == ("reverse", 1, "16")
+    assert len(json.loads((tmp_path / "out" / "history.json").read_text())) == 1
+    settings.write_text(json.dumps({"tsak": "sort"}))
+    code, _, err = run_main(["train", "--config", settings], capsys)
+    assert_one_line_error(code, err, "has unknown settings tsak")
