@@ -88,6 +88,28 @@ def loss_figure(history: TrainingHistory | None, previous: TrainingHistory | Non
     return _layout(fig, title)
 
 
+RUN_COLORS = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756", "#72B7B2", "#9D755D", "#FF9DA6")
+
+
+def runs_figure(runs: dict[str, TrainingHistory]) -> go.Figure:
+    """Several runs over each other, one color each: validation loss per epoch (solid) and train
+    loss per step (faint), so runs with different settings can be compared on one axis."""
+    fig = go.Figure()
+    for (name, history), color in zip(runs.items(), RUN_COLORS * (1 + len(runs) // len(RUN_COLORS))):
+        if history.step_losses:
+            sx, sy = downsample(history.step_positions, history.step_losses)
+            fig.add_trace(go.Scatter(x=sx, y=sy, mode="lines", name=f"{name}: train", opacity=0.35,
+                                     line=dict(color=color, width=1), legendgroup=name))
+        if history.epochs:
+            fig.add_trace(go.Scatter(x=np.array([r.epoch for r in history.epochs], dtype=float),
+                                     y=np.array([r.val_loss for r in history.epochs]), mode="lines+markers",
+                                     name=f"{name}: validation", line=dict(color=color, width=2),
+                                     marker=dict(size=5), legendgroup=name))
+    fig.update_xaxes(title="epoch", rangemode="tozero")
+    fig.update_yaxes(title="loss (cross-entropy)", type="log")
+    return _layout(fig, "Runs compared" if runs else "Pick runs in the table's list to compare them")
+
+
 def _mark_best(fig: go.Figure, history: TrainingHistory) -> None:
     """Star the best epoch; shade the epochs after it, whose models training did not keep."""
     best, last = history.epochs[history.best_epoch - 1], history.epochs[-1]

@@ -11,7 +11,7 @@ import gradio as gr
 import core
 from core.config import Limits, as_int
 
-from . import build_tab, inside_tab, lessons, mask_tab, sample_tab, train_tab
+from . import build_tab, inside_tab, lessons, mask_tab, runs, sample_tab, train_tab
 from .inputs import ASSETS
 from .session import Session
 
@@ -35,6 +35,7 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
         training = train_tab.wire(demo, build, train, session, limits)
         sample_tab.wire(training, sample, inside, session, limits)
         inside_tab.wire(demo, training, inside, session)
+        runs.wire(training, train.runs, session)
         lessons.wire(lesson, build, train)
     demo.queue(default_concurrency_limit=8)
     return demo

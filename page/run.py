@@ -14,7 +14,7 @@ import core
 from core.config import Limits, ModelConfig, TrainConfig, as_float, as_int, as_seed, as_switch
 
 from .inputs import model_config_from, task_config_from
-from .session import KeptModel, Session
+from .session import KeptModel, RunRecord, Session
 
 
 def train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved) -> TrainConfig:
@@ -30,6 +30,7 @@ class PageRun:
 
     events: Iterator
     model_config: ModelConfig
+    train_config: TrainConfig
     kept_task: core.data.Task  # data-less: what the session keeps of the task
     example: str  # the prompt whose attention maps are kept each time the model improves
     inputs: tuple  # the widget values it started from: stepping goes on only while they stay the same
@@ -54,7 +55,7 @@ class PageRun:
         events = core.training.train_task(task, model_config, train_config,  # checks both against the limits
                                           lambda: session.should_stop(number), limits)
         session.begin_training(model_config)
-        return cls(events, model_config, task.without_data(), task.examples(1)[0], inputs)
+        return cls(events, model_config, train_config, task.without_data(), task.examples(1)[0], inputs)
 
     def apply(self, event, session: Session) -> str:
         """What one event changes in the session; the status line it calls for."""
@@ -71,8 +72,26 @@ class PageRun:
                                                                        self.example)))
             return core.training.format_epoch(event)
         self.finished = True
-        session.finish_run(self._last_model(event))
+        session.finish_run(self._last_model(event), self._record(event, session))
         return final_status(event, session)
+
+    def _record(self, result, session: Session) -> RunRecord:
+        best = result.history.epochs[result.best_epoch - 1] if result.best_epoch else None
+        elapsed = result.history.epochs[-1].elapsed_s if result.history.epochs else 0.0
+        return RunRecord(session.runs[-1].number + 1 if session.runs else 1, self.setup, result.best_epoch,
+                         None if best is None else best.val_loss, None if best is None else best.val_accuracy,
+                         elapsed, result.stop_reason, result.history)
+
+    @property
+    def setup(self) -> str:
+        """A short line naming what this run trained, for the runs table."""
+        config, task = self.model_config, self.kept_task.config
+        widths = "-".join(map(str, config.d_model_configs))
+        fields = core.tasks.task_kind(task.kind).fields
+        numbers = ", ".join(f"{field.what} {getattr(task, field.name)}" for field in fields)
+        return (f"{widths} {config.model_type}; {task.kind} ({numbers}); lr {self.train_config.lr}, "
+                f"seed {self.train_config.seed}"
+                f"{'' if config.causal else '; no mask'}")
 
     def _last_model(self, result) -> KeptModel | None:
         if result.last_model is None:

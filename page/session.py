@@ -40,6 +40,35 @@ class KeptModel:
         return "not scored (text)" if self.val_accuracy is None else f"{self.val_accuracy:.1%}"
 
 
+MAX_RUNS = 20  # runs a session keeps in its table (oldest dropped): each holds a thinned history
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run, as the runs table shows it and its downloads hold it."""
+
+    number: int
+    setup: str  # widths, task, learning rate, seed, mask
+    best_epoch: int | None
+    best_val_loss: float | None
+    exact_match: float | None
+    seconds: float
+    ended: str  # the stop reason
+    history: core.training.TrainingHistory
+
+    @property
+    def name(self) -> str:
+        return f"run {self.number}"
+
+    def row(self) -> list:
+        loss = None if self.best_val_loss is None else round(self.best_val_loss, 4)
+        match = None if self.exact_match is None else f"{self.exact_match:.1%}"
+        return [self.name, self.setup, self.best_epoch, loss, match, round(self.seconds, 1), self.ended]
+
+
+RUN_COLUMNS = ["run", "setup", "best epoch", "best val loss", "held-out exact match", "seconds", "ended"]
+
+
 @dataclass
 class Session:
     """One visitor's models, curves and runs; its methods change related fields together.
@@ -57,6 +86,7 @@ class Session:
     # (epoch, per-layer attention maps (H, T, T), tokens) of one example, each time the model improved
     attention_over_training: list[tuple[int, list, list[str]]] = field(default_factory=list)
     paused: PageRun | None = None  # a run the step buttons advance, waiting between two clicks
+    runs: list[RunRecord] = field(default_factory=list)  # every finished run, oldest first
     history: core.training.TrainingHistory | None = None
     previous_history: core.training.TrainingHistory | None = None
     runs_queued: int = 0
@@ -97,5 +127,7 @@ class Session:
         self.best, self.last = uploaded, None
         self.attention_over_training = []
 
-    def finish_run(self, last: KeptModel | None) -> None:
+    def finish_run(self, last: KeptModel | None, record: RunRecord) -> None:
+        """A run ended: keep its last model, and its row in the runs table."""
         self.last = last
+        self.runs = [*self.runs, record][-MAX_RUNS:]

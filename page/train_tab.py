@@ -18,6 +18,7 @@ import core
 from core.config import Limits, TaskConfig, TrainConfig, as_int, as_switch, parse_layer_rows
 from core.tasks import TASKS, task_kind
 
+from . import runs
 from .inputs import SAMPLE_TEXT, table_rows, user_errors, with_limits
 from .run import PageRun
 from .session import Session
@@ -179,6 +180,7 @@ def _widgets() -> SimpleNamespace:
             tab.status = gr.Markdown("Press **Train**. The loss curve draws itself as the model learns.",
                                      elem_id="train-status")
             tab.loss_plot = gr.Plot(elem_id="loss-plot")
+            tab.runs = runs.widgets()
     return tab
 
 

@@ -36,7 +36,8 @@ HEADERS = ["d_model", "dim_feedforward", "nhead"]
 PUBLIC_ENDPOINTS = {"describe_model", "mask", "add_layer", "remove_layer", "preset", "train",
                     "stop", "sample", "save_checkpoint", "upload_checkpoint", "look_inside",
                     "causality_check", "sample_best_and_last", "attention_over_training", "lesson",
-                    "train_step", "train_epoch", "export_code", "command_line"}
+                    "train_step", "train_epoch", "export_code", "command_line", "compare_runs",
+                    "download_runs"}
 # What gradio_client hands back for an output the handler left alone (gr.skip()).
 SKIP = {"__type__": "update"}
 
@@ -815,3 +816,19 @@ def test_the_page_shows_the_command_line_that_runs_its_setup_and_it_runs(client,
                             check=False, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "best.safetensors").exists()
+
+
+def test_every_run_enters_the_runs_table_and_two_overlay(client):
+    c = client()
+    train(c, epochs=1, **SMALL_TASK)
+    train(c, epochs=2, lr=1e-3, causal=False, **SMALL_TASK)
+    named = {t["name"] for t in figure(c.predict(["run 1", "run 2"], api_name="/compare_runs"))["data"]}
+    assert {"run 1: validation", "run 2: validation", "run 1: train", "run 2: train"} <= named
+    csv_path, json_path = c.predict(api_name="/download_runs")
+    lines = Path(csv_path).read_text().splitlines()
+    assert lines[0].startswith("run,setup,best epoch") and len(lines) == 3
+    assert "no mask" in lines[2] and "lr 0.001" in lines[2]
+    runs = json.loads(Path(json_path).read_text())
+    assert [len(run["history"]["epochs"]) for run in runs] == [1, 2]
+    with pytest.raises(AppError, match="there is no run 9"):
+        c.predict(["run 9"], api_name="/compare_runs")

@@ -250,3 +250,22 @@ def test_lesson_why_keep_the_best_model_end_to_end(page: Page, app_url):
         table_cells(text, "validation loss"), table_cells(text, "held-out exact match"))
     assert float(best_loss) < float(last_loss), text
     assert float(best_match.rstrip("%")) > float(last_match.rstrip("%")), text
+
+
+def test_the_runs_table_overlays_two_runs(page: Page, app_url):
+    open_app(page, app_url)
+    page.locator("#tab-train-button").click()
+    status = markdown(page, "train-status")
+    set_number(page, "epochs", 2)
+    set_number(page, "train-size", 256)
+    for seed in (1, 2):
+        set_number(page, "seed", seed)
+        page.locator("#train-btn").click()
+        # the table gains this run's row once it has finished
+        expect(page.locator("#runs-table")).to_contain_text(f"seed {seed}", timeout=TRAIN_WAIT)
+        expect(status).to_contain_text("Done")
+    for name in ("run 1", "run 2"):
+        expect(page.locator("#runs-table")).to_contain_text(name)
+    names = wait_until(lambda: page.locator("#runs-plot .js-plotly-plot").evaluate(
+        "e => (e._fullData || []).map(d => d.name)"), 30, "the runs plot")
+    assert {"run 1: validation", "run 2: validation"} <= set(names), names

@@ -16,6 +16,7 @@ from core.figures import (
     empty_figure,
     loss_figure,
     mask_figure,
+    runs_figure,
 )
 from core.training import EpochRecord, TrainingHistory
 
@@ -120,3 +121,12 @@ def test_causality_figure_labels_exact_zeros_as_zero_and_colors_the_edit():
     assert list(bar.text) == ["0", "0", "0.31", "0.0021"]
     assert bar.marker.color[2] != bar.marker.color[0] != bar.marker.color[3]
     assert "Position 2 changed from '0' to '1'" in fig.layout.title.text
+
+
+def test_runs_figure_overlays_each_run_in_its_own_color():
+    fig = runs_figure({"run 1": history(val_losses=(1.0, 0.5)), "run 2": history(steps=10, val_losses=(2.0, 1.0, 0.2))})
+    named = by_name(fig)
+    assert list(named["run 1: validation"].y) == [1.0, 0.5] and list(named["run 2: validation"].y) == [2.0, 1.0, 0.2]
+    assert len(named["run 2: train"].y) == 10
+    assert named["run 1: validation"].line.color != named["run 2: validation"].line.color
+    assert runs_figure({}).data == ()
