@@ -11,7 +11,7 @@ import gradio as gr
 import core
 from core.config import Limits, as_int
 
-from . import build_tab, inside_tab, lessons, mask_tab, runs, sample_tab, train_tab
+from . import build_tab, inside_tab, lessons, mask_tab, runs, sample_tab, share, train_tab
 from .inputs import ASSETS
 from .session import Session
 
@@ -27,6 +27,7 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
         session = gr.State(Session())
         gr.Markdown(TITLE, elem_id="tp-title")
         lesson = lessons.widgets()
+        link = share.widgets()
         with gr.Tabs(elem_id="tabs"):
             build, mask, train = build_tab.widgets(), mask_tab.widgets(), train_tab.widgets()
             sample, inside = sample_tab.widgets(limits), inside_tab.widgets()
@@ -36,6 +37,10 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
         sample_tab.wire(training, sample, inside, session, limits)
         inside_tab.wire(demo, training, inside, session)
         runs.wire(training, train.runs, session)
+        share.wire(demo, link, [build.layers, build.model_type, build.dropout, train.kind, train.seq_len,
+                                train.num_digits, train.train_size, train.val_size, train.text, train.epochs,
+                                train.batch_size, train.lr, train.seed, train.patience, train.stop_when_solved,
+                                train.causal, *sample.settings], session)
         lessons.wire(lesson, build, train)
     demo.queue(default_concurrency_limit=8)
     return demo

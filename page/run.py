@@ -13,6 +13,7 @@ import gradio as gr
 import core
 from core.config import Limits, ModelConfig, TrainConfig, as_float, as_int, as_seed, as_switch
 
+from . import share
 from .inputs import model_config_from, task_config_from
 from .session import KeptModel, RunRecord, Session
 
@@ -46,6 +47,8 @@ class PageRun:
 
         `inputs`: the Train event's values from the layer table to `causal`, session left out.
         """
+        share.check_locks(session, dict(zip(share.SETTINGS, inputs)))  # the inputs are SETTINGS' first 16
+        limits = share.page_limits(session, limits)
         (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
          epochs, batch_size, lr, seed, patience, stop_when_solved, causal) = inputs
         task = core.data.make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed),

@@ -12,6 +12,7 @@ import gradio as gr
 import core
 from core.config import Limits, SampleConfig, as_float, as_int, as_seed, as_text
 
+from . import share
 from .inputs import user_errors, with_limits
 from .session import KeptModel, Session
 
@@ -44,6 +45,15 @@ def sample_config_from(greedy, temperature, top_k, top_p, max_new_tokens, seed) 
                         greedy=bool(greedy), seed=as_seed(seed_text) if seed_text else None)
 
 
+def _sample_config(session: Session, greedy, temperature, top_k, top_p, max_new_tokens, seed,
+                   limits: Limits) -> SampleConfig:
+    """The sampling widgets as a config, held to the page's limits and to what its link locked."""
+    share.check_locks(session, dict(zip(share.SETTINGS[-6:], (greedy, temperature, top_k, top_p, max_new_tokens,
+                                                               seed))))
+    config = sample_config_from(greedy, temperature, top_k, top_p, max_new_tokens, seed)
+    return config.validate(share.page_limits(session, limits))
+
+
 def _answer(kept: KeptModel, prompt: str, config: SampleConfig, limits: Limits) -> tuple[str, str]:
     """A kept model's answer to a prompt, and a verdict where the task knows the right answer."""
     answer = core.sampling.sample_text(kept.model, kept.task, prompt, config, limits)
@@ -59,7 +69,7 @@ def sample(prompt, greedy, temperature, top_k, top_p, max_new_tokens, seed, sess
     if best is None:
         raise ValueError("there is no model to sample from yet: train one (tab 3) or upload a checkpoint")
     prompt = as_text(prompt, "the prompt")
-    config = sample_config_from(greedy, temperature, top_k, top_p, max_new_tokens, seed).validate(limits)
+    config = _sample_config(session, greedy, temperature, top_k, top_p, max_new_tokens, seed, limits)
     answer, verdict = _answer(best, prompt, config, limits)
     origin = f"<span class='tp-step-hint'>from the best model ({best.summary()})</span>"
     if not verdict:
@@ -76,7 +86,7 @@ def sample_best_and_last(prompt, greedy, temperature, top_k, top_p, max_new_toke
         raise ValueError("there is no last model to compare with: train a model in this session (tab 3); "
                          "an uploaded checkpoint holds only its best model")
     prompt = as_text(prompt, "the prompt")
-    config = sample_config_from(greedy, temperature, top_k, top_p, max_new_tokens, seed).validate(limits)
+    config = _sample_config(session, greedy, temperature, top_k, top_p, max_new_tokens, seed, limits)
     columns = [(kept, *_answer(kept, prompt, config, limits)) for kept in (session.best, session.last)]
     rows = (("epoch", lambda kept, answer, verdict: str(kept.epoch)),
             ("validation loss", lambda kept, answer, verdict: f"{kept.val_loss:.4f}"),

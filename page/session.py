@@ -87,6 +87,9 @@ class Session:
     attention_over_training: list[tuple[int, list, list[str]]] = field(default_factory=list)
     paused: PageRun | None = None  # a run the step buttons advance, waiting between two clicks
     runs: list[RunRecord] = field(default_factory=list)  # every finished run, oldest first
+    # what a teacher's link locked (control name -> value) and the hosting limits it lowered
+    locks: dict[str, Any] = field(default_factory=dict)
+    limit_caps: dict[str, int] = field(default_factory=dict)
     history: core.training.TrainingHistory | None = None
     previous_history: core.training.TrainingHistory | None = None
     runs_queued: int = 0

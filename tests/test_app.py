@@ -14,8 +14,10 @@ import subprocess
 import sys
 import time
 import typing
+import urllib.parse
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import handle_file
@@ -28,7 +30,7 @@ from core.config import DEFAULT_LAYERS, Limits, ModelConfig, TaskConfig
 from core.data import make_task
 from core.tasks import TASKS
 from core.training import StopReason
-from page import lessons, run, train_tab
+from page import lessons, run, share, train_tab
 from page.inputs import DEFAULT_PRESET, PRESETS
 from page.session import Session
 
@@ -37,7 +39,7 @@ PUBLIC_ENDPOINTS = {"describe_model", "mask", "add_layer", "remove_layer", "pres
                     "stop", "sample", "save_checkpoint", "upload_checkpoint", "look_inside",
                     "causality_check", "sample_best_and_last", "attention_over_training", "lesson",
                     "train_step", "train_epoch", "export_code", "command_line", "compare_runs",
-                    "download_runs"}
+                    "download_runs", "share_link"}
 # What gradio_client hands back for an output the handler left alone (gr.skip()).
 SKIP = {"__type__": "update"}
 
@@ -832,3 +834,59 @@ def test_every_run_enters_the_runs_table_and_two_overlay(client):
     assert [len(run["history"]["epochs"]) for run in runs] == [1, 2]
     with pytest.raises(AppError, match="there is no run 9"):
         c.predict(["run 9"], api_name="/compare_runs")
+
+
+# ---------------------------------------------------------------------------------------------
+# Links: share a setup, a teacher's locks and limits
+# ---------------------------------------------------------------------------------------------
+
+class LinkRequest:
+    """What restore reads of a gr.Request: the page URL's query parameters."""
+
+    def __init__(self, query: str):
+        self.query_params = dict(urllib.parse.parse_qsl(query.lstrip("?")))
+
+
+def restored(query: str) -> tuple[dict, str, Session]:
+    *updates, notice, session = share.restore(LinkRequest(query), Session())
+    return dict(zip(share.SETTINGS, updates)), notice, session
+
+
+def test_a_link_carries_every_setting_and_restores_it(client):
+    settings = [table([[32, 64, 4], [16, 32, 2]]), "configurable", 0.1, "reverse", 5, 4, 512, 64, "",
+                7, 32, 0.01, 9, 2, False, False, False, 0.7, 3, 0.9, 5, "11"]
+    query = client().predict(*settings, [], [], api_name="/share_link")
+    values, notice, _ = restored(query)
+    assert notice == ""
+    assert value_of(values["layers"]) == [[32, 64, 4], [16, 32, 2]]
+    expected = dict(zip(share.SETTINGS, settings), layers=None)
+    for name, update in values.items():
+        if name not in ("layers", "text"):
+            assert value_of(update) == expected[name], name
+
+
+def test_a_damaged_link_keeps_the_defaults_field_by_field_and_says_why():
+    values, notice, session = restored("?epochs=many&lr=0.01&layers=48x192&kind=palindrome&dropout=2&bogus=1")
+    assert value_of(values["lr"]) == 0.01
+    for name in ("epochs", "layers", "kind", "dropout"):
+        assert value_of(values[name]) is None, name  # no new value: the default stays
+        assert f"`{name}`" in notice
+    assert "`bogus` is not a setting a link carries" in notice
+    assert session.locks == {} and session.limit_caps == {}
+
+
+def test_a_teachers_link_locks_hides_and_lowers_limits_but_never_raises_them():
+    values, notice, session = restored("?epochs=5&lock=epochs,kind&hide=text&max_epochs=20&max_layers=999")
+    assert values["epochs"]["interactive"] is False and values["text"]["visible"] is False
+    assert session.locks == {"epochs": 5} and "`kind` is locked but the link does not set it" in notice
+    limits = share.page_limits(session, Limits.public())
+    assert limits.max_epochs == 20 and limits.max_layers == Limits.public().max_layers
+    run = train_tab.train(table([[16, 32, 2]]), "configurable", 0.0, "sort", 4, 3, 64, 16, "", 6, 64, 3e-3, 0, 0,
+                          session, progress=lambda *a, **k: None, limits=Limits.public())
+    with pytest.raises(gr.Error, match="epochs is locked to 5 by this page's link"):
+        next(run)
+    session.locks = {}
+    run = train_tab.train(table([[16, 32, 2]]), "configurable", 0.0, "sort", 4, 3, 64, 16, "", 30, 64, 3e-3, 0, 0,
+                          session, progress=lambda *a, **k: None, limits=Limits.public())
+    with pytest.raises(gr.Error, match="epochs 30 is above the limit of 20"):
+        next(run)

@@ -269,3 +269,41 @@ def test_the_runs_table_overlays_two_runs(page: Page, app_url):
     names = wait_until(lambda: page.locator("#runs-plot .js-plotly-plot").evaluate(
         "e => (e._fullData || []).map(d => d.name)"), 30, "the runs plot")
     assert {"run 1: validation", "run 2: validation"} <= set(names), names
+
+
+def test_a_copied_link_restores_the_setup_and_a_teachers_link_locks_and_hides(page: Page, app_url, browser):
+    open_app(page, app_url)
+    edit_cell(page, 0, 1, "96")
+    page.locator("#tab-train-button").click()
+    page.locator("#task input").click()
+    page.get_by_role("option", name="reverse", exact=True).click()
+    for elem_id, value in (("epochs", 7), ("seed", 5), ("train-size", 512)):
+        set_number(page, elem_id, value)
+    page.locator("#causal input").uncheck()
+    page.locator("#share-btn").click()
+    link = page.locator("#share-link textarea")
+    expect(link).to_have_value(re.compile(r"^http.*\?layers=48x96x3%2C48x192x3%2C48x192x3&"), timeout=WAIT)
+    url = link.input_value()
+
+    fresh = browser.new_context().new_page()  # another visitor: nothing shared but the link
+    fresh.set_viewport_size({"width": 1280, "height": 900})
+    fresh.goto(url, wait_until="domcontentloaded")
+    expect(fresh.locator('#layers-df [data-testid="cell-0-1"]')).to_contain_text("96", timeout=WAIT)
+    fresh.locator("#tab-train-button").click()
+    expect(fresh.locator("#epochs input")).to_have_value("7", timeout=WAIT)
+    expect(fresh.locator("#seed input")).to_have_value("5")
+    expect(fresh.locator("#train-size input")).to_have_value("512")
+    expect(fresh.locator("#task input")).to_have_value("reverse")
+    expect(fresh.locator("#causal input")).not_to_be_checked()
+
+    locked = fresh.context.new_page()
+    locked.goto(url + "&lock=epochs&hide=lr&max_epochs=50&seed=oops", wait_until="domcontentloaded")
+    notice = markdown(locked, "link-notice")
+    expect(notice).to_contain_text("teacher's link", timeout=WAIT)
+    expect(notice).to_contain_text("locked: epochs")
+    expect(notice).to_contain_text("seed must be a whole number")  # named, and kept at its default
+    expect(notice).not_to_contain_text("new tokens")  # a setting is not a limit
+    locked.locator("#tab-train-button").click()
+    expect(locked.locator("#epochs input")).to_be_disabled(timeout=WAIT)
+    expect(locked.locator("#lr")).to_be_hidden()
+    expect(locked.locator("#seed input")).to_have_value("0")
