@@ -111,6 +111,19 @@ def train_some(table, model_type, dropout, kind, seq_len, num_digits, train_size
     return core.figures.loss_figure(session.history, session.previous_history), status
 
 
+def run_numbers(session: Session) -> dict:
+    """The latest run as numbers, for scripts (`/run_numbers`, which a client may call while its
+    /train streams): its latest step and loss, and a row per validated epoch (history.json's columns).
+
+    A separate endpoint rather than a third /train output: clients unpack /train's two outputs."""
+    history = session.history
+    if history is None:
+        return {}
+    latest = {"step_position": history.step_positions[-1], "loss": history.step_losses[-1]} \
+        if history.step_losses else {}
+    return {**latest, "best_epoch": history.best_epoch, "epochs": history.to_json_rows()}
+
+
 @user_errors
 def command_line(table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text, epochs,
                  batch_size, lr, seed, patience, session: Session, stop_when_solved=True, causal=True):
@@ -180,6 +193,9 @@ def _widgets() -> SimpleNamespace:
             tab.status = gr.Markdown("Press **Train**. The loss curve draws itself as the model learns.",
                                      elem_id="train-status")
             tab.loss_plot = gr.Plot(elem_id="loss-plot")
+            with gr.Accordion("this run in numbers (JSON)", open=False):
+                tab.numbers_btn = gr.Button("refresh", size="sm", elem_id="run-numbers-btn")
+                tab.numbers = gr.JSON(elem_id="run-numbers")
             tab.runs = runs.widgets()
     return tab
 
@@ -220,4 +236,7 @@ def wire(demo: gr.Blocks, build: SimpleNamespace, tab: SimpleNamespace, session:
              for button, unit in ((tab.step_btn, "step"), (tab.epoch_btn, "epoch"))]
     tab.stop_btn.click(stop, [session], None, api_name="stop", concurrency_limit=None, queue=False)
     tab.command_btn.click(command_line, inputs, [tab.command], api_name="command_line", queue=False)
+    tab.numbers_btn.click(run_numbers, [session], [tab.numbers], api_name="run_numbers", queue=False)
+    for event in (train_event, *steps):
+        event.then(run_numbers, [session], [tab.numbers], api_visibility="private")
     return [train_event, *steps]

@@ -39,7 +39,7 @@ PUBLIC_ENDPOINTS = {"describe_model", "mask", "add_layer", "remove_layer", "pres
                     "stop", "sample", "save_checkpoint", "upload_checkpoint", "look_inside",
                     "causality_check", "sample_best_and_last", "attention_over_training", "lesson",
                     "train_step", "train_epoch", "export_code", "command_line", "compare_runs",
-                    "download_runs", "share_link"}
+                    "download_runs", "share_link", "run_numbers"}
 # What gradio_client hands back for an output the handler left alone (gr.skip()).
 SKIP = {"__type__": "update"}
 
@@ -890,3 +890,17 @@ def test_a_teachers_link_locks_hides_and_lowers_limits_but_never_raises_them():
                           session, progress=lambda *a, **k: None, limits=Limits.public())
     with pytest.raises(gr.Error, match="epochs 30 is above the limit of 20"):
         next(run)
+
+
+def test_a_script_reads_the_run_as_numbers_while_and_after_it_trains(client):
+    c = client()
+    job = c.submit(*train_args(epochs=50, stop_when_solved=False, **SMALL_TASK), api_name="/train")
+    stream = updates(job)
+    next(stream)
+    while_training = c.predict(api_name="/run_numbers")  # the same session, while /train streams
+    c.predict(api_name="/stop")
+    list(stream)
+    after = c.predict(api_name="/run_numbers")
+    assert while_training["loss"] > 0 and len(while_training["epochs"]) <= len(after["epochs"]) < 50
+    assert set(after["epochs"][0]) >= {"epoch", "train_loss", "val_loss", "val_accuracy", "improved"}
+    assert after["best_epoch"] == min(after["epochs"], key=lambda row: row["val_loss"])["epoch"]

@@ -91,6 +91,14 @@ ENDPOINT_ARGS = {
     "causality_check": st.tuples(texts, numbers),
     "attention_over_training": st.tuples(numbers),
     "lesson": st.tuples(texts),
+    "compare_runs": st.tuples(anything),
+    "share_link": st.tuples(tables, anything, numbers, anything, numbers, numbers, numbers, numbers, texts,
+                            numbers, numbers, numbers, numbers, numbers, anything, anything, anything, numbers,
+                            numbers, numbers, numbers, texts, anything, anything),
+    "command_line": bad_train_args().map(tuple),
+    "run_numbers": st.tuples(),
+    "export_code": st.tuples(),
+    "download_runs": st.tuples(),
 }
 
 
