@@ -904,3 +904,15 @@ def test_a_script_reads_the_run_as_numbers_while_and_after_it_trains(client):
     assert while_training["loss"] > 0 and len(while_training["epochs"]) <= len(after["epochs"]) < 50
     assert set(after["epochs"][0]) >= {"epoch", "train_loss", "val_loss", "val_accuracy", "improved"}
     assert after["best_epoch"] == min(after["epochs"], key=lambda row: row["val_loss"])["epoch"]
+
+
+def test_the_readme_script_trains_reads_the_numbers_and_samples(app_url, capsys):
+    """The gradio_client example in the README, run as written against a real server."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    script = readme.split("```python\nfrom gradio_client import Client\n", 1)[1].split("```", 1)[0]
+    script = "from gradio_client import Client\n" + script.replace('"http://127.0.0.1:7860/"', repr(app_url))
+    exec(compile(script, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    printed = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("**✓ Solved**") for line in printed), printed
+    assert "1.0" in printed  # the last epoch's held-out exact match
+    assert any("`210120` → **`001122`** &nbsp; ✓ correct" in line for line in printed), printed
