@@ -90,6 +90,15 @@ def task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed
                       as_text(text, "the text") if kind.needs_text else None)
 
 
+def task_number_update(kind, name: str, value=None):
+    """A task number widget (`seq_len` or `num_digits`) as task `kind` shows it: hidden if the task
+    doesn't read it, else labelled for it and set to `value` (default: the task's own)."""
+    field = kind.field(name)
+    if field is None:
+        return gr.update(visible=False)
+    return gr.update(visible=True, label=field.label, value=field.default if value is None else value)
+
+
 def model_config_from(table, model_type, dropout, vocab_size: int, causal: bool = True) -> ModelConfig:
     """The layer table and model widgets as a config; checked against the limits where it is used."""
     d_models, ffs, heads = parse_layer_rows(table_rows(table))

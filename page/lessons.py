@@ -11,7 +11,7 @@ import gradio as gr
 
 from core.tasks import task_kind
 
-from .inputs import ASSETS, user_errors
+from .inputs import ASSETS, task_number_update, user_errors
 
 LESSONS: dict[str, dict[str, Any]] = json.loads((ASSETS / "lessons.json").read_text())
 PICK_ONE = "Pick a lesson to set up the page for it, or build your own below."
@@ -31,9 +31,7 @@ def apply_lesson(name):
     kind = task_kind(settings["kind"])
     updates = {key: gr.update(value=value) for key, value in settings.items()}  # every setting a lesson has
     for key in ("seq_len", "num_digits"):
-        field = kind.field(key)
-        updates[key] = gr.update(visible=False) if field is None else \
-            gr.update(visible=True, label=field.label, value=settings.get(key, field.default))
+        updates[key] = task_number_update(kind, key, settings.get(key))
     return (*(updates[key] for key in SETTINGS), gr.update(visible=kind.needs_text), kind.help,
             f"**{name}.** {lesson['notice']}")
 

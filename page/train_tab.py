@@ -19,7 +19,7 @@ from core.config import Limits, TaskConfig, TrainConfig, as_int, as_switch, pars
 from core.tasks import TASKS, task_kind
 
 from . import runs
-from .inputs import SAMPLE_TEXT, table_rows, user_errors, with_limits
+from .inputs import SAMPLE_TEXT, table_rows, task_number_update, user_errors, with_limits
 from .run import PageRun
 from .session import Session
 
@@ -37,12 +37,8 @@ def train_concurrency() -> int:
 def task_changed(kind):
     """Labels, visibility and defaults of the task widgets, from the task's registry entry."""
     entry = task_kind(kind)
-
-    def number_widget(name: str):
-        field = entry.field(name)
-        return gr.update(visible=False) if field is None else \
-            gr.update(visible=True, label=field.label, value=field.default)
-    return number_widget("seq_len"), number_widget("num_digits"), gr.update(visible=entry.needs_text), entry.help
+    return (task_number_update(entry, "seq_len"), task_number_update(entry, "num_digits"),
+            gr.update(visible=entry.needs_text), entry.help)
 
 
 def note_queued_run(*inputs):
