@@ -13,8 +13,9 @@ import ctypes
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -149,8 +150,38 @@ class FitResult:
     last_model: nn.Module | None = None
 
 
+def available_cpus(environ: Mapping[str, str] | None = None, cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may use: CPU_CORES when set (Hugging Face Spaces set it), else the
+    container's CPU quota (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`),
+    else the cores it may run on. Inside a container `os.cpu_count()` is the host's count."""
+    environ = os.environ if environ is None else environ
+    if environ.get("CPU_CORES", "").strip():
+        return as_int(environ["CPU_CORES"], "CPU_CORES", minimum=1)
+    quota = _cgroup_quota(cgroup_root)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """CPUs a cgroup quota allows (1.5 for "150000 100000"); None when there is no quota."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]  # v2: "max 100000" or "200000 100000"
+    except (OSError, ValueError):
+        try:  # v1
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
+        return None
+    try:
+        return int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
 def configure_threads(concurrent_runs: int = 1, environ: dict[str, str] | None = None) -> int:
-    """Give torch the cores a serving process can spare: cpu_count // (concurrent_runs + 1), at least 1.
+    """Give torch the cores a serving process can spare: available_cpus() // (concurrent_runs + 1), at least 1.
 
     A web server streams pages while it trains. On 2 cores, two torch threads whose OpenMP
     workers spin collapse as soon as anything else wants a core (training ran ~6x slower beside a
@@ -162,7 +193,7 @@ def configure_threads(concurrent_runs: int = 1, environ: dict[str, str] | None =
     if override:
         threads = as_int(override, "PLAYGROUND_TORCH_THREADS", minimum=1)
     else:
-        threads = max(1, (os.cpu_count() or 1) // (max(1, concurrent_runs) + 1))
+        threads = max(1, available_cpus(environ) // (max(1, concurrent_runs) + 1))
     torch.set_num_threads(threads)
     return threads
 

@@ -42,8 +42,15 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
                                 train.batch_size, train.lr, train.seed, train.patience, train.stop_when_solved,
                                 train.causal, *sample.settings], session)
         lessons.wire(lesson, build, train)
-    demo.queue(default_concurrency_limit=8)
+    demo.queue(default_concurrency_limit=8, max_size=queue_max_size())
     return demo
+
+
+def queue_max_size() -> int:
+    """Requests that may wait in the queue (PLAYGROUND_QUEUE_MAX_SIZE, default 100); past it a visitor
+    is told at once that the queue is full instead of waiting without an answer. 100 holds a class
+    of 30 pressing Train together (bench/classroom.py) with room for their other clicks."""
+    return as_int(os.environ.get("PLAYGROUND_QUEUE_MAX_SIZE", "100"), "PLAYGROUND_QUEUE_MAX_SIZE", minimum=1)
 
 
 def warm_up_engine(train_concurrency: int) -> None:
@@ -63,5 +70,7 @@ def launch_options() -> dict[str, Any]:
     after they leave, and keeps at most PLAYGROUND_MAX_SESSIONS (oldest evicted first).
     """
     sessions = as_int(os.environ.get("PLAYGROUND_MAX_SESSIONS", "500"), "PLAYGROUND_MAX_SESSIONS", minimum=1)
-    return dict(css=(ASSETS / "style.css").read_text(), footer_links=["gradio"], run_history=False, show_error=True,
-                state_session_capacity=sessions, max_file_size="64mb")
+    # ssr_mode off: server-side rendering needs Node.js beside Python, and the tests must see what
+    # visitors see rather than what GRADIO_SSR_MODE happens to say; "api" shows "Use via API"
+    return dict(css=(ASSETS / "style.css").read_text(), footer_links=["api", "gradio"], run_history=False,
+                show_error=True, state_session_capacity=sessions, max_file_size="64mb", ssr_mode=False)

@@ -18,6 +18,7 @@ import urllib.parse
 from pathlib import Path
 
 import gradio as gr
+import httpx
 import numpy as np
 import pytest
 from gradio_client import handle_file
@@ -916,3 +917,12 @@ def test_the_readme_script_trains_reads_the_numbers_and_samples(app_url, capsys)
     assert any(line.startswith("**✓ Solved**") for line in printed), printed
     assert "1.0" in printed  # the last epoch's held-out exact match
     assert any("`210120` → **`001122`** &nbsp; ✓ correct" in line for line in printed), printed
+
+
+def test_the_page_is_served_as_configured_not_by_chance(app_url):
+    """SSR off, a bounded queue that says when it is full, and the "Use via API" link in the footer."""
+    options = app.launch_options()
+    assert options["ssr_mode"] is False and "api" in options["footer_links"]
+    assert app.demo._queue.max_size == 100  # PLAYGROUND_QUEUE_MAX_SIZE's default
+    config = httpx.get(f"{app_url.rstrip('/')}/config", timeout=30).json()
+    assert "api" in config.get("footer_links", []), config.get("footer_links")

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import os
 import types
 
 import pytest
@@ -641,3 +642,29 @@ def test_a_long_history_is_thinned_not_dropped():
     assert history.step_positions[0] < 0.01 * span and history.step_positions[-1] > 0.99 * span
     assert history.step_positions == sorted(history.step_positions)
     assert set(history.step_losses) == {1.0}
+
+
+@pytest.mark.parametrize("files, environ, expected", [
+    ({"cpu.max": "max 100000"}, {}, "all"),  # cgroup v2, no quota: every core we may run on
+    ({"cpu.max": "150000 100000"}, {}, 2),  # 1.5 CPUs: round up
+    ({"cpu.max": "100000 100000"}, {}, 1),
+    ({"cpu/cpu.cfs_quota_us": "300000", "cpu/cpu.cfs_period_us": "100000"}, {}, 3),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, {}, "all"),
+    ({"cpu.max": "100000 100000"}, {"CPU_CORES": "2"}, 2),  # Spaces' own setting wins
+    ({}, {}, "all"),  # no cgroup files at all
+])
+def test_available_cpus_follow_cpu_cores_then_the_cgroup_quota_then_the_cores(tmp_path, files, environ, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    cores = len(os.sched_getaffinity(0))
+    want = cores if expected == "all" else min(expected, cores) if not environ else expected
+    assert training.available_cpus(environ, cgroup_root=tmp_path) == want
+
+
+def test_threads_are_what_a_serving_process_can_spare_of_its_quota(monkeypatch):
+    monkeypatch.setattr(training, "available_cpus", lambda environ=None: 8)
+    assert training.configure_threads(1, environ={}) == 4
+    assert training.configure_threads(3, environ={}) == 2
+    assert training.configure_threads(1, environ={"PLAYGROUND_TORCH_THREADS": "3"}) == 3
+    torch.set_num_threads(1)
