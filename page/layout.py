@@ -11,7 +11,7 @@ import gradio as gr
 import core
 from core.config import Limits, as_int
 
-from . import build_tab, inside_tab, lessons, mask_tab, runs, sample_tab, share, train_tab
+from . import build_tab, files, inside_tab, lessons, mask_tab, runs, sample_tab, share, train_tab
 from .inputs import ASSETS
 from .session import Session
 
@@ -42,6 +42,7 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
                                 train.batch_size, train.lr, train.seed, train.patience, train.stop_when_solved,
                                 train.causal, *sample.settings], session)
         lessons.wire(lesson, build, train)
+        demo.unload(files.remove_session_files)
     demo.queue(default_concurrency_limit=8, max_size=queue_max_size())
     return demo
 

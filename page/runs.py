@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 
 import core
 
+from . import files
 from .inputs import user_errors
 from .session import RUN_COLUMNS, Session
 
@@ -38,11 +37,11 @@ def compare_runs(selected, session: Session):
 
 
 @user_errors
-def download_runs(session: Session):
+def download_runs(session: Session, request: gr.Request = None):
     """runs.csv (the table) and runs.json (the table with every run's history), to keep or plot elsewhere."""
     if not session.runs:
         raise ValueError("there are no runs yet: train once and the runs table fills in")
-    folder = Path(tempfile.mkdtemp(prefix="tp-runs-"))
+    folder = files.fresh_folder(request, "runs")
     with open(folder / "runs.csv", "w", newline="", encoding="utf-8") as table:
         writer = csv.writer(table)
         writer.writerow(RUN_COLUMNS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +11,7 @@ import gradio as gr
 import core
 from core.config import Limits, SampleConfig, as_float, as_int, as_seed, as_text
 
-from . import share
+from . import files, share
 from .inputs import user_errors, with_limits
 from .session import KeptModel, Session
 
@@ -98,12 +97,11 @@ def sample_best_and_last(prompt, greedy, temperature, top_k, top_p, max_new_toke
 
 
 @user_errors
-def save(session: Session):
+def save(session: Session, request: gr.Request = None):
     best = session.best
     if best is None:
         raise ValueError("there is no best model to save yet: train one first")
-    folder = Path(tempfile.mkdtemp(prefix="tp-checkpoint-"))
-    path = folder / f"{best.task.name}-best-epoch{best.epoch}.safetensors"
+    path = files.fresh_folder(request, "checkpoint") / f"{best.task.name}-best-epoch{best.epoch}.safetensors"
     # the summary keys the CLI writes and `core.checkpoint.load_checkpoint` reads back
     core.checkpoint.save_checkpoint(path, best.model, best.config, best.task,
                                     {"best_epoch": best.epoch, "best_val_loss": best.val_loss,
@@ -112,12 +110,12 @@ def save(session: Session):
 
 
 @user_errors
-def export_code(session: Session):
+def export_code(session: Session, request: gr.Request = None):
     """The best model as one standalone .py file (torch and safetensors only), to run with Save's checkpoint."""
     best = session.best
     if best is None:
         raise ValueError("there is no model to export yet: train one first")
-    path = Path(tempfile.mkdtemp(prefix="tp-code-")) / "model.py"
+    path = files.fresh_folder(request, "code") / "model.py"
     path.write_text(core.export.export_code(best.config, best.task, path.name))
     return str(path)
 

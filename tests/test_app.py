@@ -24,6 +24,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
+from raw_client import RawVisitor
 
 import app
 from core.checkpoint import load_checkpoint
@@ -631,7 +632,7 @@ def test_stop_when_nothing_runs_does_not_stop_the_next_run(client):
     ("look_inside", (None,), "the prompt is empty"),
 ])
 def test_named_hostile_values_get_specific_messages(app_url, endpoint, args, words):
-    from raw_client import RawVisitor, generic_error
+    from raw_client import generic_error
 
     visitor = RawVisitor(app_url)
     try:
@@ -926,3 +927,4 @@ def test_the_page_is_served_as_configured_not_by_chance(app_url):
     assert app.demo._queue.max_size == 100  # PLAYGROUND_QUEUE_MAX_SIZE's default
     config = httpx.get(f"{app_url.rstrip('/')}/config", timeout=30).json()
     assert "api" in config.get("footer_links", []), config.get("footer_links")
+

@@ -23,6 +23,7 @@ from playwright.sync_api import Page, expect
 
 from core.config import ModelConfig
 from core.figures import TRAIN_COLOR, VAL_COLOR
+from page import files
 
 pytestmark = pytest.mark.browser
 
@@ -307,3 +308,28 @@ def test_a_copied_link_restores_the_setup_and_a_teachers_link_locks_and_hides(pa
     expect(locked.locator("#epochs input")).to_be_disabled(timeout=WAIT)
     expect(locked.locator("#lr")).to_be_hidden()
     expect(locked.locator("#seed input")).to_have_value("0")
+
+
+def test_saved_files_are_replaced_then_removed_when_the_visitor_leaves(browser, app_url, monkeypatch):
+    """Save twice and export: one file of each kind at a time, and none once the page is closed."""
+    monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.5")  # the server reads it as the page connects
+    before = set(files.FILES_ROOT.glob("*")) if files.FILES_ROOT.exists() else set()
+    context = browser.new_context()
+    visitor = context.new_page()
+    open_app(visitor, app_url)
+    visitor.locator("#tab-train-button").click()
+    set_number(visitor, "epochs", 1)
+    set_number(visitor, "train-size", 256)
+    visitor.locator("#train-btn").click()
+    expect(markdown(visitor, "train-status")).to_contain_text("Done", timeout=TRAIN_WAIT)
+    visitor.locator("#tab-sample-button").click()
+    for button, shown in (("#save-btn", "#checkpoint-file"), ("#save-btn", "#checkpoint-file"),
+                          ("#export-btn", "#code-file")):
+        visitor.locator(button).click()
+        expect(visitor.locator(shown)).to_contain_text(".safetensors" if "save" in button else "model.py",
+                                                        timeout=WAIT)
+    (folder,) = wait_until(lambda: set(files.FILES_ROOT.glob("*")) - before, 30, "this visitor's folder")
+    kept = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+    assert len(kept) == 2 and kept[0].startswith("checkpoint/") and kept[1] == "code/model.py", kept
+    context.close()  # the visitor leaves: the heartbeat ends and the page's unload event runs
+    wait_until(lambda: not folder.exists(), 30, "the visitor's files to be removed")
