@@ -7,6 +7,7 @@
 #                visitors at once (bench/; gradio_client needs the dev venv).
 #                make bench PEERS=/path/holding/nanoGPT-and-minGPT compares with the peers;
 #                without PEERS only our side of bench/peers.py runs
+#   make space-report  what a Hugging Face Space would install from requirements.txt, with sizes
 #   make clean   remove the venv and caches
 #
 # Works on a fresh Debian machine that has python3 and apt. Never runs
@@ -30,7 +31,7 @@ export CHROMIUM_PATH
 SUDO := $(shell if [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 IS_ROOT := $(shell [ "$$(id -u)" -eq 0 ] && echo yes)
 
-.PHONY: help venv venv-dev install install-dev browser test run bench clean
+.PHONY: help venv venv-dev install install-dev browser test run bench space-report clean
 
 help:
 	@echo "targets: venv install install-dev browser test run bench clean"
@@ -50,13 +51,27 @@ $(VPY):
 	  $(PYTHON) -m venv $(VENV); \
 	fi
 
+# PyTorch's CPU wheel index, named once, in requirements.txt (a Space installs from it). pip asks
+# it only when it answers within seconds: offline, pip would retry it for minutes per package.
+TORCH_INDEX := $(shell sed -n 's/^--extra-index-url //p' requirements.txt)
+PINS := $(VENV)/requirements.txt
+
+$(PINS): requirements.txt | $(VPY)
+	@if $(VPY) -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" \
+	    "$(TORCH_INDEX)/torch/" >/dev/null 2>&1; then \
+	  cp requirements.txt $@; \
+	else \
+	  echo ">> $(TORCH_INDEX) is not reachable: torch comes from pip's own indexes"; \
+	  grep -v '^--extra-index-url' requirements.txt > $@; \
+	fi
+
 # Stamp files: pip runs again only when a requirements file changes.
-$(VENV)/.installed: requirements.txt | $(VPY)
-	$(VPY) -m pip install -r requirements.txt
+$(VENV)/.installed: $(PINS)
+	$(VPY) -m pip install -r $(PINS)
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VPY)
-	$(VPY) -m pip install -r requirements-dev.txt
+$(VENV)/.installed-dev: $(PINS) requirements-dev.txt
+	$(VPY) -m pip install -r $(PINS) -r requirements-dev.txt
 	touch $(VENV)/.installed $@
 
 venv install: $(VENV)/.installed
@@ -97,6 +112,10 @@ bench: $(VENV)/.installed-dev
 	$(VPY) -m bench.peers $(if $(PEERS),--peers $(PEERS))
 	$(VPY) -m bench.page
 	$(VPY) -m bench.load $(BENCH_LOAD_SECONDS)
+
+# what a Space would install from requirements.txt, with sizes (needs the internet)
+space-report: $(VENV)/.installed
+	$(VPY) -m bench.space_install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis test-results playwright-report
