@@ -616,12 +616,11 @@ def test_batch_loader_gives_the_batches_dataloader_would(kind):
 def test_configure_threads_leaves_a_core_for_the_server(monkeypatch):
     before = torch.get_num_threads()
     try:
-        monkeypatch.setattr(training.os, "cpu_count", lambda: 8)
-        assert training.configure_threads(1, environ={}) == 4 == torch.get_num_threads()
-        assert training.configure_threads(3, environ={}) == 2
-        monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
-        assert training.configure_threads(1, environ={}) == 1
-        assert training.configure_threads(4, environ={}) == 1  # never zero
+        eight, two = {"CPU_CORES": "8"}, {"CPU_CORES": "2"}  # the cores available_cpus finds
+        assert training.configure_threads(1, environ=eight) == 4 == torch.get_num_threads()
+        assert training.configure_threads(3, environ=eight) == 2
+        assert training.configure_threads(1, environ=two) == 1
+        assert training.configure_threads(4, environ=two) == 1  # never zero
         assert training.configure_threads(1, environ={"PLAYGROUND_TORCH_THREADS": "3"}) == 3
         with pytest.raises(ValueError, match="PLAYGROUND_TORCH_THREADS"):
             training.configure_threads(1, environ={"PLAYGROUND_TORCH_THREADS": "lots"})
@@ -661,10 +660,3 @@ def test_available_cpus_follow_cpu_cores_then_the_cgroup_quota_then_the_cores(tm
     want = cores if expected == "all" else min(expected, cores) if not environ else expected
     assert training.available_cpus(environ, cgroup_root=tmp_path) == want
 
-
-def test_threads_are_what_a_serving_process_can_spare_of_its_quota(monkeypatch):
-    monkeypatch.setattr(training, "available_cpus", lambda environ=None: 8)
-    assert training.configure_threads(1, environ={}) == 4
-    assert training.configure_threads(3, environ={}) == 2
-    assert training.configure_threads(1, environ={"PLAYGROUND_TORCH_THREADS": "3"}) == 3
-    torch.set_num_threads(1)
