@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import atomic_write, load_checkpoint, load_run_state, save_checkpoint, save_run_state
 from .config import DEFAULT_LAYERS, ModelConfig, SampleConfig, TaskConfig, TrainConfig, parse_int_list
 from .data import make_task
@@ -57,7 +58,8 @@ def _build_parser() -> argparse.ArgumentParser:
     opt = train.add_argument_group("training")
     opt.add_argument("--epochs", type=int, default=TrainConfig.epochs,
                      help="at most this many; a solved task stops earlier (see --stop-when-solved)")
-    opt.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    opt.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+                     help="examples per step; under torchrun the global batch, split evenly over the processes")
     opt.add_argument("--lr", type=float, default=TrainConfig.lr)
     opt.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
     opt.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps,
@@ -149,6 +151,8 @@ def _train(args: argparse.Namespace) -> int:
     out: Path = args.out
     state = _run_state(out) if resume is not None else None
     events = train_task(task, model_config, train_config, resume=state)  # checks the configs and the device first
+    if not distributed.is_main():  # under torchrun, rank 0 writes and prints; the others only train
+        return _follow(events, None, model_config, task, args, train_config)
     _prepare_out(out)
     if resume is None:
         setup = {key: str(value) if isinstance(value, Path) else value
@@ -161,10 +165,14 @@ def _train(args: argparse.Namespace) -> int:
     return _follow(events, out, model_config, task, args, train_config)
 
 
-def _follow(events, out: Path, model_config: ModelConfig, task, args: argparse.Namespace,
+def _follow(events, out: Path | None, model_config: ModelConfig, task, args: argparse.Namespace,
             train_config: TrainConfig) -> int:
     """Write best.safetensors on improvement and last.safetensors and history.json every epoch,
-    with a progress bar of steps (on a terminal) and a line per epoch."""
+    with a progress bar of steps (on a terminal) and a line per epoch. `out` None: train silently
+    (another torchrun rank writes)."""
+    if out is None:
+        result = [event for event in events if isinstance(event, FitResult)][0]
+        return 1 if result.stop_reason == "diverged" else 0
     checkpoint_path, history_path = out / "best.safetensors", out / "history.json"
     with tqdm(unit="step", dynamic_ncols=True, leave=False, disable=True if args.quiet else None) as bar:
         for event in events:
@@ -284,6 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"python -m core {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        if not distributed.launched():
+            raise
+        print(f"python -m core {args.command}: error: another process of this torchrun job stopped "
+              f"({str(error).splitlines()[0][:200]}); files already written (best.safetensors, history.json) "
+              "are whole", file=sys.stderr)
+        return 1
     except OSError as error:  # a disk that fills up or a folder removed mid-run
         print(f"python -m core {args.command}: error: {error.strerror or error}: {error.filename or ''}",
               file=sys.stderr)
@@ -291,4 +306,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.finish()
 

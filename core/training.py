@@ -21,9 +21,11 @@ from typing import Literal
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
+from . import distributed
 from .config import Limits, ModelConfig, TrainConfig, as_int
 from .data import IGNORE_INDEX, Task
 from .model import build_model
@@ -232,7 +234,8 @@ def flat_loss(criterion: nn.Module, logits: torch.Tensor, targets: torch.Tensor)
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device) -> float:
-    """Mean loss per counted target token over the whole loader (batches of any size weigh fairly)."""
+    """Mean loss per counted target token over the whole loader (batches of any size weigh fairly);
+    under torchrun, over every rank's share of the validation set."""
     was_training = model.training
     model.eval()
     ignore = getattr(criterion, "ignore_index", IGNORE_INDEX)
@@ -244,6 +247,7 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device:
             total += flat_loss(criterion, model(x), y).item() * n
             count += n
     model.train(was_training)
+    total, count = distributed.total(total, count)
     return total / max(1, count)
 
 
@@ -253,14 +257,16 @@ def accuracy(model: nn.Module, task: Task, device: torch.device | None = None, b
     if task.problem is None or not task.val_prompts:
         return None
     device = device or next(model.parameters()).device
+    mine = [task.val_prompts[i] for i in distributed.my_share(len(task.val_prompts))]  # all, in one process
     correct = 0
-    for start in range(0, len(task.val_prompts), batch_size):
-        prompts = task.val_prompts[start: start + batch_size]
+    for start in range(0, len(mine), batch_size):
+        prompts = mine[start: start + batch_size]
         ids = torch.tensor([task.vocab.encode(p) for p in prompts], device=device)  # (B, P)
         answers = greedy_answers(model, ids, task.problem.answer_len)  # (B, A)
         for prompt, answer in zip(prompts, answers.tolist()):
             correct += task.vocab.decode(answer) == task.problem.solve(prompt)
-    return correct / len(task.val_prompts)
+    correct, asked = distributed.total(correct, len(mine))
+    return correct / asked
 
 
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, optimizer: torch.optim.Optimizer,
@@ -293,16 +299,21 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
     start = time.perf_counter() - (history.epochs[-1].elapsed_s if history.epochs else 0.0)
     stop_reason, message = "completed", f"trained {num_epochs} epochs"
 
+    bare = getattr(model, "module", model)  # under DistributedDataParallel, the model it wraps
     for epoch in range(state.epoch + 1, num_epochs + 1):
         model.train()
+        _set_epoch(train_loader, epoch)
         epoch_loss, epoch_batches, epoch_tokens = 0.0, 0, 0
         train_seconds = 0.0
         interrupted = False
         for batch_index, (x, y) in enumerate(train_loader):
-            if should_stop is not None and should_stop():
+            stop_asked, out_of_time = distributed.agree(  # every rank leaves at the same step
+                should_stop is not None and should_stop(),
+                max_seconds is not None and time.perf_counter() - start > max_seconds)
+            if stop_asked:
                 stop_reason, message, interrupted = "stopped", f"stopped during epoch {epoch}", True
                 break
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            if out_of_time:
                 stop_reason, interrupted = "time_limit", True
                 message = f"reached the time limit of {max_seconds:g} s during epoch {epoch}"
                 break
@@ -311,7 +322,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
             with precision_context(device, autocast_dtype):
                 logits = model(x)  # (B, T) -> (B, T, V)
                 loss = flat_loss(criterion, logits, y)
-            if not torch.isfinite(loss):
+            (diverged,) = distributed.agree(not torch.isfinite(loss).item())
+            if diverged:
                 lr = optimizer.param_groups[0]["lr"]
                 kept = f"the best model, from epoch {best_epoch}, is kept" if best_model is not None \
                     else "no epoch had finished, so there is no model to keep"
@@ -328,7 +340,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
                 scheduler.step()
             train_seconds += time.perf_counter() - step_start
             step += 1
-            loss_value = loss.item()
+            # under torchrun, the mean of the ranks' batch losses: the whole global batch's loss
+            loss_value = distributed.total(loss.item())[0] / distributed.world_size()
             epoch_loss += loss_value
             epoch_batches += 1
             epoch_tokens += x.numel()
@@ -338,16 +351,16 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
 
         if epoch_batches == 0:  # stopped before this epoch took a step
             break
-        val_loss = evaluate(model, val_loader, criterion, device)
+        val_loss = evaluate(bare, val_loader, criterion, device)
         improved = val_loss < best_loss
         if improved:
             best_loss, best_epoch, stale_epochs = val_loss, epoch, 0
-            best_model = copy.deepcopy(model)  # only on improvement, never every epoch
+            best_model = copy.deepcopy(bare)  # only on improvement, never every epoch
         else:
             stale_epochs += 1
         record = EpochRecord(
             epoch=epoch, train_loss=epoch_loss / epoch_batches, val_loss=val_loss,
-            val_accuracy=accuracy_fn(model) if accuracy_fn is not None else None, improved=improved,
+            val_accuracy=accuracy_fn(bare) if accuracy_fn is not None else None, improved=improved,
             elapsed_s=time.perf_counter() - start, tokens_per_s=epoch_tokens / max(train_seconds, 1e-9),
             lr=optimizer.param_groups[0]["lr"], partial=interrupted)
         history.epochs.append(record)
@@ -358,7 +371,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
             solved_epochs and best_is_solved and solved_count >= solved_epochs,
             patience is not None and stale_epochs >= patience, solved_count, epoch, patience, best_epoch)
         state = FitState(epoch, step, best_loss, best_epoch, stale_epochs, solved_count, best_is_solved, history,
-                         best_model, model.state_dict(), optimizer.state_dict(),
+                         best_model, bare.state_dict(), optimizer.state_dict(),
                          scheduler.state_dict() if scheduler else None,
                          torch.get_rng_state(), _loader_rng(train_loader))
         yield EpochEvent(record, num_epochs, history, best_model,
@@ -375,6 +388,13 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
         message += f"; best model from epoch {best_epoch} (validation loss {best_loss:.4f})"
     last_model = _finish(model) if history.epochs else None
     yield FitResult(_finish(best_model), best_loss, best_epoch, history, stop_reason, message, last_model)
+
+
+def _set_epoch(loader: DataLoader, epoch: int) -> None:
+    """A DistributedSampler shuffles by seed + epoch: tell it which epoch this is."""
+    sampler = getattr(getattr(loader, "sampler", None), "sampler", None)  # BatchSampler -> its sampler
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
 
 
 def _loader_rng(loader: DataLoader) -> torch.Tensor | None:
@@ -453,6 +473,12 @@ def train_task(task: Task, model_config: ModelConfig, train_config: TrainConfig,
         raise ValueError(f"the model's vocab_size {model_config.vocab_size} does not match the task's "
                          f"{len(task.vocab)} tokens")
     device = resolve_device(train_config.device)
+    if distributed.launched():  # torchrun: join the other processes of this run
+        world = int(os.environ["WORLD_SIZE"])
+        if train_config.batch_size % world:
+            raise ValueError(f"--batch-size {train_config.batch_size} is the global batch and must split evenly "
+                             f"over the {world} processes: use a multiple of {world}")
+        device = distributed.start(device)
     return _train_task_events(task, model_config, train_config, device, should_stop, limits or Limits(), resume)
 
 
@@ -463,8 +489,13 @@ def _train_task_events(task: Task, model_config: ModelConfig, train_config: Trai
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, device)
     loader_rng = torch.Generator().manual_seed(train_config.seed)
-    train_loader = batch_loader(task.train_dataset, train_config.batch_size, shuffle=True, generator=loader_rng)
-    val_loader = batch_loader(task.val_dataset, max(256, train_config.batch_size))
+    if distributed.launched():
+        train_loader, val_loader = distributed_loaders(task, train_config.batch_size, train_config.seed)
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        train_loader = batch_loader(task.train_dataset, train_config.batch_size, shuffle=True, generator=loader_rng)
+        val_loader = batch_loader(task.val_dataset, max(256, train_config.batch_size))
+        trained = model
     optimizer = make_optimizer(model, train_config)
     total_steps = train_config.epochs * len(train_loader)
     scheduler = make_scheduler(optimizer, total_steps, warmup_steps=train_config.warmup_for(total_steps))
@@ -475,7 +506,7 @@ def _train_task_events(task: Task, model_config: ModelConfig, train_config: Trai
     accuracy_fn = (lambda m: accuracy(m, task, device)) if task.is_algorithmic else None
     if resume is not None:
         _restore(resume, model, optimizer, scheduler, loader_rng)
-    yield from fit(model, train_loader, val_loader, optimizer, criterion, train_config.epochs, device,
+    yield from fit(trained, train_loader, val_loader, optimizer, criterion, train_config.epochs, device,
                    scheduler=scheduler, grad_clip=train_config.grad_clip, patience=train_config.patience,
                    accuracy_fn=accuracy_fn, should_stop=should_stop, max_seconds=max_seconds,
                    solved_epochs=train_config.solved_epochs if task.is_algorithmic else 0,
@@ -550,6 +581,19 @@ def batch_loader(dataset, batch_size: int, shuffle: bool = False,
     # the loader draws a worker seed from `generator` before each epoch, as DataLoader(shuffle=True) does
     return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None,
                       generator=generator)
+
+
+def distributed_loaders(task: Task, batch_size: int, seed: int) -> tuple[DataLoader, DataLoader]:
+    """This rank's loaders under torchrun. A DistributedSampler (seeded; `fit` tells it each epoch)
+    gives every rank an equal share of each global batch of `batch_size`; the validation examples
+    are split over the ranks without repeats, and `evaluate` adds the shares up."""
+    share = batch_size // distributed.world_size()
+    sampler = DistributedSampler(task.train_dataset, shuffle=True, seed=seed)
+    train = DataLoader(task.train_dataset, sampler=BatchSampler(sampler, share, drop_last=False), batch_size=None)
+    mine = distributed.my_share(len(task.val_dataset))
+    val = DataLoader(task.val_dataset, sampler=BatchSampler(mine, max(256, batch_size), drop_last=False),
+                     batch_size=None)
+    return train, val
 
 
 def format_epoch(event: EpochEvent) -> str:
