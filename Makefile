@@ -3,8 +3,9 @@
 #   make test    build .venv with dev deps (+ Debian chromium if missing), run ruff and pytest
 #   make run     build .venv with runtime deps, serve the app on http://127.0.0.1:7860
 #   make bench   measure: the engine (python -m core bench), the engine beside nanoGPT and minGPT
-#                (bench/peers.py), the page vs the bare loop, then memory per visitor and 30
-#                visitors at once (bench/; gradio_client needs the dev venv).
+#                (bench/peers.py), the page vs the bare loop, 1 vs 2 torchrun processes
+#                (bench/scaling.py), then memory per visitor and 30 visitors at once (bench/;
+#                gradio_client needs the dev venv).
 #                make bench PEERS=/path/holding/nanoGPT-and-minGPT compares with the peers;
 #                without PEERS only our side of bench/peers.py runs
 #   make space-report  what a Hugging Face Space would install from requirements.txt, with sizes
@@ -111,6 +112,7 @@ bench: $(VENV)/.installed-dev
 	$(VPY) -m core bench
 	$(VPY) -m bench.peers $(if $(PEERS),--peers $(PEERS))
 	$(VPY) -m bench.page
+	$(VPY) -m bench.scaling
 	$(VPY) -m bench.load $(BENCH_LOAD_SECONDS)
 
 # what a Space would install from requirements.txt, with sizes (needs the internet)

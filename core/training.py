@@ -344,7 +344,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
             loss_value = distributed.total(loss.item())[0] / distributed.world_size()
             epoch_loss += loss_value
             epoch_batches += 1
-            epoch_tokens += x.numel()
+            epoch_tokens += x.numel() * distributed.world_size()  # every rank trained an equal share
             history.add_step(epoch - 1 + (batch_index + 1) / steps_per_epoch, loss_value)
             yield StepEvent(epoch, step, total_steps, loss_value, optimizer.param_groups[0]["lr"],
                             time.perf_counter() - start, history)
