@@ -671,14 +671,14 @@ def percent(cell: str) -> float:
 def test_without_the_mask_validation_loss_drops_while_exact_match_collapses(client):
     """The "Why the mask" lesson through the API: an unmasked run, then a masked one, compared."""
     c = client()
-    unmasked = train(c, epochs=8, causal=False, **SORT6)[-1][1]
+    unmasked = train(c, epochs=3, causal=False, **SORT6)[-1][1]
     assert "train once with the mask to compare" in unmasked, unmasked
     assert "Without the mask every position also reads the tokens after it" in unmasked
-    status = train(c, epochs=8, **SORT6)[-1][1]  # as long, with the mask
+    status = train(c, epochs=3, **SORT6)[-1][1]  # as long, with the mask (the lesson's 8 epochs: test_browser)
     (with_loss, without_loss), (with_match, without_match) = (
         table_row(status, "validation loss"), table_row(status, "held-out exact match"))
     assert float(without_loss) < float(with_loss) / 2, status
-    assert percent(without_match) < 0.3 < 0.9 < percent(with_match), status
+    assert percent(without_match) < 0.3 < 0.6 < percent(with_match), status
 
 
 def test_causality_check_is_exactly_zero_before_the_edit_with_the_mask_and_not_without(client):

@@ -119,7 +119,7 @@ def fingerprint(visitor: RawVisitor) -> str:
     return answer["data"][0]
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
+@settings(max_examples=110, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_endpoint_answers_hostile_values_specifically(visitor, data):
