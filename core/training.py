@@ -76,6 +76,14 @@ class TrainingHistory:
     def to_json_rows(self) -> list[dict]:
         return [asdict(r) for r in self.epochs]
 
+    def thinned(self, max_points: int) -> TrainingHistory:
+        """A copy whose per-step curve has at most `max_points` points (neighbours averaged in pairs);
+        every epoch record is kept."""
+        positions, losses = list(self.step_positions), list(self.step_losses)
+        while len(losses) > max_points:
+            positions, losses = _pair_means(positions), _pair_means(losses)
+        return TrainingHistory(positions, losses, list(self.epochs), self.best_epoch, self.best_val_loss)
+
 
 def _pair_means(values: list[float]) -> list[float]:
     """[a, b, c, d, e] -> [(a+b)/2, (c+d)/2, e]"""

@@ -12,7 +12,7 @@ import core
 from core.config import as_int, as_text
 
 from .inputs import user_errors
-from .session import Session
+from .session import SNAPSHOT_MAX_TOKENS, Session
 
 EMPTY_MESSAGE = "Train a model, then press “Show attention”."
 NOTICE = ("**What to notice.** Every map is zero above the diagonal: that is the causal mask at work. Slide "
@@ -40,7 +40,8 @@ def attention_over_training(snapshot, session: Session):
     """The attention maps kept when the model improved for the `snapshot`-th time (1 = the first)."""
     kept = session.attention_over_training
     if not kept:
-        raise ValueError("no maps were kept yet: they are taken while a model trains in this session")
+        raise ValueError("no maps were kept: they are taken while a model trains in this session, for "
+                         f"inputs of at most {SNAPSHOT_MAX_TOKENS} tokens")
     index = as_int(snapshot, "snapshot", minimum=1, maximum=len(kept))
     epoch, maps, tokens = kept[index - 1]
     figure = core.figures.attention_figure(maps, tokens)

@@ -15,7 +15,7 @@ from core.config import Limits, ModelConfig, TrainConfig, as_float, as_int, as_s
 
 from . import share
 from .inputs import model_config_from, task_config_from
-from .session import KeptModel, RunRecord, Session
+from .session import RUN_CURVE_POINTS, SNAPSHOT_MAX_TOKENS, KeptModel, RunRecord, Session
 
 
 def train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved) -> TrainConfig:
@@ -70,9 +70,9 @@ class PageRun:
             if record.improved:
                 session.adopt(KeptModel(event.best_model, self.model_config, self.kept_task, record.epoch,
                                         record.val_loss, record.val_accuracy, "this session's training"))
-                session.attention_over_training.append(
-                    (record.epoch, *core.sampling.attention_on_example(event.best_model, self.kept_task,
-                                                                       self.example)))
+                if self.kept_task.block_size <= SNAPSHOT_MAX_TOKENS:
+                    session.keep_snapshot(record.epoch, *core.sampling.attention_on_example(
+                        event.best_model, self.kept_task, self.example))
             return core.training.format_epoch(event)
         self.finished = True
         session.finish_run(self._last_model(event), self._record(event, session))
@@ -83,7 +83,7 @@ class PageRun:
         elapsed = result.history.epochs[-1].elapsed_s if result.history.epochs else 0.0
         return RunRecord(session.runs[-1].number + 1 if session.runs else 1, self.setup, result.best_epoch,
                          None if best is None else best.val_loss, None if best is None else best.val_accuracy,
-                         elapsed, result.stop_reason, result.history)
+                         elapsed, result.stop_reason, result.history.thinned(RUN_CURVE_POINTS))
 
     @property
     def setup(self) -> str:

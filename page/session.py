@@ -40,7 +40,12 @@ class KeptModel:
         return "not scored (text)" if self.val_accuracy is None else f"{self.val_accuracy:.1%}"
 
 
-MAX_RUNS = 20  # runs a session keeps in its table (oldest dropped): each holds a thinned history
+MAX_RUNS = 20  # runs a session keeps in its table (oldest dropped)
+RUN_CURVE_POINTS = 1000  # a kept run's per-step curve, thinned to at most this (the overlay draws fewer)
+# Attention snapshots a session keeps of its latest run, and the largest example they are taken
+# on: the maps are (heads, T, T) per layer, so at the page's limits (8 layers, inputs of 256) one
+# snapshot of everything would be megabytes. Past the cap, every other snapshot goes.
+MAX_SNAPSHOTS, SNAPSHOT_MAX_TOKENS, SNAPSHOT_MAX_HEADS = 12, 64, 8
 
 
 @dataclass(frozen=True)
@@ -134,3 +139,12 @@ class Session:
         """A run ended: keep its last model, and its row in the runs table."""
         self.last = last
         self.runs = [*self.runs, record][-MAX_RUNS:]
+
+    def keep_snapshot(self, epoch: int, maps: list, tokens: list[str]) -> None:
+        """Attention maps of the example at an improvement, as float16, at most SNAPSHOT_MAX_HEADS
+        heads a layer (what the figure draws) and MAX_SNAPSHOTS in all (the first and last stay)."""
+        small = [layer[:SNAPSHOT_MAX_HEADS].astype("float16") for layer in maps]
+        self.attention_over_training.append((epoch, small, tokens))
+        if len(self.attention_over_training) > MAX_SNAPSHOTS:
+            kept = self.attention_over_training
+            self.attention_over_training = kept[:-1:2] + kept[-1:]

@@ -33,7 +33,7 @@ from core.tasks import TASKS
 from core.training import StopReason
 from page import lessons, run, share, train_tab
 from page.inputs import DEFAULT_PRESET, PRESETS
-from page.session import Session
+from page.session import MAX_SNAPSHOTS, SNAPSHOT_MAX_HEADS, Session
 
 HEADERS = ["d_model", "dim_feedforward", "nhead"]
 PUBLIC_ENDPOINTS = {"describe_model", "mask", "add_layer", "remove_layer", "preset", "train",
@@ -902,3 +902,27 @@ def test_the_page_is_served_as_configured_not_by_chance(app_url):
     config = httpx.get(f"{app_url.rstrip('/')}/config", timeout=30).json()
     assert "api" in config.get("footer_links", []), config.get("footer_links")
 
+
+
+def test_a_session_keeps_a_bounded_number_of_small_attention_snapshots():
+    """At the page's largest sizes a snapshot of every head would be megabytes: a session keeps at
+    most MAX_SNAPSHOTS, each with at most SNAPSHOT_MAX_HEADS heads a layer, in float16."""
+    session = Session()
+    for epoch in range(1, 31):
+        session.keep_snapshot(epoch, [np.random.rand(16, 5, 5) for _ in range(3)], list("21010"))
+    kept = session.attention_over_training
+    assert len(kept) <= MAX_SNAPSHOTS and kept[0][0] == 1 and kept[-1][0] == 30
+    assert [epoch for epoch, _, _ in kept] == sorted(epoch for epoch, _, _ in kept)
+    assert all(layer.shape == (SNAPSHOT_MAX_HEADS, 5, 5) and layer.dtype == np.float16
+               for _, maps, _ in kept for layer in maps)
+
+
+def test_a_kept_run_holds_a_thinned_curve_and_every_epoch(monkeypatch):
+    monkeypatch.setattr(run, "RUN_CURVE_POINTS", 10)  # instead of training past 1,000 steps
+    session = Session()
+    for _ in train_tab.train(table([[16, 32, 2]]), "configurable", 0.0, "sort", 4, 3, 64, 16, "", 2, 4, 3e-3, 0, 0,
+                             session, False, progress=lambda *a, **k: None, limits=Limits.public()):
+        pass  # 2 epochs of 16 steps
+    (kept,) = session.runs
+    assert len(kept.history.step_losses) <= 10 < len(session.history.step_losses) == 32
+    assert len(kept.history.epochs) == 2

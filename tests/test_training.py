@@ -26,8 +26,10 @@ from core.model import build_model
 from core.sampling import sample_text
 from core.training import (
     EpochEvent,
+    EpochRecord,
     FitResult,
     StepEvent,
+    TrainingHistory,
     accuracy,
     evaluate,
     fit,
@@ -660,3 +662,14 @@ def test_available_cpus_follow_cpu_cores_then_the_cgroup_quota_then_the_cores(tm
     want = cores if expected == "all" else min(expected, cores) if not environ else expected
     assert training.available_cpus(environ, cgroup_root=tmp_path) == want
 
+
+
+def test_a_thinned_history_keeps_its_epochs_and_the_shape_of_its_curve():
+    history = TrainingHistory()
+    for i in range(5000):
+        history.add_step(i / 1000, 1.0 / (1 + i))
+    history.epochs.append(EpochRecord(1, 0.5, 0.4, None, True, 1.0, 10.0, 1e-3))
+    thin = history.thinned(1000)
+    assert len(thin.step_losses) <= 1000 and len(thin.step_positions) == len(thin.step_losses)
+    assert thin.epochs == history.epochs and len(history.step_losses) == 5000  # the original is untouched
+    assert thin.step_losses == sorted(thin.step_losses, reverse=True)
