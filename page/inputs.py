@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from core.config import Limits, ModelConfig, TaskConfig, as_float, as_int, as_seed, as_text, parse_layer_rows
+from core.config import Limits, ModelConfig, TaskConfig, as_float, as_text, parse_layer_rows
 from core.tasks import task_kind
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -81,12 +81,11 @@ def table_rows(table: Any) -> list[Any]:
 
 
 def task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed) -> TaskConfig:
-    """The task widgets' values; the numbers a task doesn't read are left to its default."""
+    """The task widgets' values (TaskConfig checks and converts them, naming each as its task does);
+    the numbers a task doesn't read are left to its default, whatever their hidden widgets hold."""
     kind = task_kind(kind)
-    return TaskConfig(kind.name,
-                      as_int(seq_len, "sequence length") if kind.field("seq_len") else None,
-                      as_int(num_digits, "digits") if kind.field("num_digits") else None,
-                      as_int(train_size, "train size"), as_int(val_size, "validation size"), as_seed(seed),
+    return TaskConfig(kind.name, seq_len if kind.field("seq_len") else None,
+                      num_digits if kind.field("num_digits") else None, train_size, val_size, seed,
                       as_text(text, "the text") if kind.needs_text else None)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 import core
-from core.config import Limits, ModelConfig, TrainConfig, as_float, as_int, as_seed, as_switch
+from core.config import Limits, ModelConfig, TrainConfig, as_int, as_switch
 
 from . import share
 from .inputs import model_config_from, task_config_from
@@ -19,9 +19,10 @@ from .session import RUN_CURVE_POINTS, SNAPSHOT_MAX_TOKENS, KeptModel, RunRecord
 
 
 def train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved) -> TrainConfig:
+    """The training widgets (TrainConfig checks and converts them); patience 0 and an unticked
+    "stop once solved" mean off."""
     solved_epochs = TrainConfig.solved_epochs if as_switch(stop_when_solved, "stop once solved") else 0
-    return TrainConfig(epochs=as_int(epochs, "epochs"), batch_size=as_int(batch_size, "batch size"),
-                       lr=as_float(lr, "learning rate"), seed=as_seed(seed),
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                        patience=as_int(patience, "patience", minimum=0) or None, solved_epochs=solved_epochs)
 
 
@@ -138,7 +139,6 @@ def final_status(result, session: Session) -> str:
         gr.Warning(result.message)
     lesson = mask_lesson(session)
     return f"{text}\n\n{lesson}" if lesson else text
-
 
 
 def step_status(event, session: Session) -> str:
