@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 
-from page.layout import build_demo, launch_options
+if __name__ != "__mp_main__":  # each training process imports this file again under that name: no page there
+    from page.layout import build_demo, launch_options
 
-demo = build_demo()
+    demo = build_demo()
 
 if __name__ == "__main__":
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

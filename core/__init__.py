@@ -27,7 +27,7 @@ _HOMES = {
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 _SUBMODULES = {"benchmark", "checkpoint", "cli", "config", "data", "export", "figures", "kv_cache", "masks", "model",
-               "probes", "sampling", "tasks", "training"}
+               "probes", "processes", "sampling", "tasks", "training"}
 
 __all__ = sorted(_MODULE_OF)
 

@@ -147,6 +147,16 @@ class Task:
             return self.text_examples[:count]
         return ["".join(self.vocab.tokens[: min(4, len(self.vocab))])]
 
+    def __getstate__(self) -> dict:
+        """Pickled without its problem, whose answers are functions pickle can't carry: the config
+        rebuilds it (a training process hands its task back to the page this way)."""
+        return {**self.__dict__, "problem": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if not task_kind(self.config.kind).needs_text:
+            self.problem = make_problem(self.config)
+
     def without_data(self) -> Task:
         """What a visitor's session keeps after a run: vocabulary, answers, examples; no datasets
         and no pasted text (a page's largest sort data is ~86 MB, its largest text 200,000 chars)."""
@@ -191,6 +201,8 @@ def task_vocab(config: TaskConfig) -> Vocab:
     if task_kind(config.kind).needs_text:
         if not config.text:
             raise ValueError("the text task needs some text: paste a few paragraphs")
+        if len(set(config.text)) < 2:
+            raise ValueError("the text uses a single distinct character; paste text with some variety")
         return Vocab(sorted(set(config.text)))
     problem = make_problem(config)
     return Vocab(problem.symbols + problem.extra_tokens)
@@ -266,8 +278,6 @@ def _make_text_task(config: TaskConfig) -> Task:
     text = config.text or ""
     block = config.seq_len
     vocab = task_vocab(config)
-    if len(vocab) < 2:
-        raise ValueError("the text uses a single distinct character; paste text with some variety")
     split = held_out_start(text)
     val_len = len(text) - split
     if val_len < block + 1 or split < block + 1:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
 import math
 import os
 import time
@@ -100,6 +99,7 @@ class StepEvent:
     lr: float
     elapsed_s: float
     history: TrainingHistory
+    position: float = 0.0  # where the step lies in epochs (0.5 = halfway through epoch 1), as the curve plots it
 
     @property
     def seconds_left(self) -> float:
@@ -206,19 +206,6 @@ def configure_threads(concurrent_runs: int = 1, environ: dict[str, str] | None =
         threads = max(1, available_cpus(environ) // (max(1, concurrent_runs) + 1))
     torch.set_num_threads(threads)
     return threads
-
-
-def release_free_memory() -> None:
-    """Hand memory freed by a finished run back to the operating system (glibc only; else a no-op).
-
-    A run's transient peak (datasets, activations: ~2 GB for the page's largest sort run) stays
-    in glibc's per-thread arenas after it is freed, so a server's RSS grew by hundreds of MB per
-    run while each visitor really kept ~10 MB. malloc_trim returns it; it takes a few ms.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
@@ -353,9 +340,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
             epoch_loss += loss_value
             epoch_batches += 1
             epoch_tokens += x.numel() * distributed.world_size()  # every rank trained an equal share
-            history.add_step(epoch - 1 + (batch_index + 1) / steps_per_epoch, loss_value)
+            position = epoch - 1 + (batch_index + 1) / steps_per_epoch
+            history.add_step(position, loss_value)
             yield StepEvent(epoch, step, total_steps, loss_value, optimizer.param_groups[0]["lr"],
-                            time.perf_counter() - start, history)
+                            time.perf_counter() - start, history, position)
 
         if epoch_batches == 0:  # stopped before this epoch took a step
             break

@@ -4,6 +4,7 @@ a time, so a run can wait, paused, in the session between two clicks."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ def train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved) 
 class PageRun:
     """A run of `core.training.train_task` and the session it trains for."""
 
-    events: Iterator
+    events: Iterator  # a core.processes.TrainingProcess, or train_task's generator
     model_config: ModelConfig
     train_config: TrainConfig
     kept_task: core.data.Task  # data-less: what the session keeps of the task
@@ -43,8 +44,10 @@ class PageRun:
         return self  # a session may be copied; a running generator cannot be, and needn't be
 
     @classmethod
-    def start(cls, inputs: tuple, session: Session, number: int, limits: Limits) -> PageRun:
-        """Check every input (nothing in the session changes if one is wrong), then start training.
+    def start(cls, inputs: tuple, session: Session, number: int, limits: Limits, *, own_process: bool) -> PageRun:
+        """Check every input (nothing in the session changes if one is wrong), then start training:
+        in a process of its own (`core.processes`: Train), or in this one (the step buttons, whose
+        run waits in the session between clicks).
 
         `inputs`: the Train event's values from the layer table to `causal`, session left out.
         """
@@ -52,14 +55,22 @@ class PageRun:
         limits = share.page_limits(session, limits)
         (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
          epochs, batch_size, lr, seed, patience, stop_when_solved, causal) = inputs
-        task = core.data.make_task(task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed),
-                                   limits)
-        model_config = model_config_from(table, model_type, dropout, len(task.vocab), as_switch(causal, "causal mask"))
+        task_config = task_config_from(kind, seq_len, num_digits, train_size, val_size, text, seed)
         train_config = train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved)
-        events = core.training.train_task(task, model_config, train_config,  # checks both against the limits
-                                          lambda: session.should_stop(number), limits)
+        causal = as_switch(causal, "causal mask")
+        should_stop = functools.partial(session.should_stop, number)
+        if own_process:
+            vocab = core.data.task_vocab(task_config.validate(limits))
+            model_config = model_config_from(table, model_type, dropout, len(vocab), causal)
+            events = core.processes.TrainingProcess(task_config, model_config, train_config, should_stop, limits)
+            task, example = events.task, events.example
+        else:
+            full_task = core.data.make_task(task_config, limits)
+            model_config = model_config_from(table, model_type, dropout, len(full_task.vocab), causal)
+            events = core.training.train_task(full_task, model_config, train_config, should_stop, limits)
+            task, example = full_task.without_data(), full_task.examples(1)[0]
         session.begin_training(model_config)
-        return cls(events, model_config, train_config, task.without_data(), task.examples(1)[0], inputs)
+        return cls(events, model_config, train_config, task, example, inputs)
 
     def apply(self, event, session: Session) -> str:
         """What one event changes in the session; the status line it calls for."""

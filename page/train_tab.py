@@ -62,7 +62,7 @@ def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val
         return
     inputs = (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
               epochs, batch_size, lr, seed, patience, stop_when_solved, causal)
-    run = PageRun.start(inputs, session, this_run, limits)  # checks everything before the session changes
+    run = PageRun.start(inputs, session, this_run, limits, own_process=True)  # checks all before the session changes
     try:
         last_yield = 0.0
         for event in run.events:
@@ -74,8 +74,7 @@ def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val
             last_yield = time.monotonic()
             yield core.figures.loss_figure(session.history, session.previous_history), status
     finally:
-        del run  # the datasets go with it; then the memory they and the run used goes back
-        core.training.release_free_memory()
+        run.events.close()  # a visitor who left, or an error: the run's process ends now
 
 
 @user_errors
@@ -93,7 +92,7 @@ def train_some(table, model_type, dropout, kind, seq_len, num_digits, train_size
     stop_at = {"step": core.training.StepEvent, "epoch": core.training.EpochEvent}[until]
     run = session.paused
     if run is None or run.finished or run.inputs != inputs:
-        run = session.paused = PageRun.start(inputs, session, session.start_run(), limits)
+        run = session.paused = PageRun.start(inputs, session, session.start_run(), limits, own_process=False)
     if not run.lock.acquire(blocking=False):
         raise ValueError("the previous step is still training: wait for it, then press again")
     try:

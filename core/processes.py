@@ -1,0 +1,171 @@
+"""A training run in a process of its own, for a server that trains for many visitors at once.
+
+`TrainingProcess` runs `core.training.train_task` (the one loop) in a fresh process and hands its
+events back as they happen: the same `StepEvent`, `EpochEvent` and `FitResult` as in-process,
+with the history rebuilt here from each step's point and a model sent only when it changes.
+
+Why a process per run rather than a thread:
+- **Reproducible runs.** Threads share torch's global random generator, so a visitor's dropout
+  masks changed whenever another visitor trained: the default sort run with seed 0 took 16 epochs
+  alone and 9 or 12 beside another run. A process draws from its own generator.
+- **Memory goes back.** Everything a run allocated returns to the operating system when its
+  process ends, however the allocator fragmented it.
+- **It ends at once** when the visitor leaves, even in the middle of a long step.
+
+Processes fork from a server process that has already imported torch and the engine
+(multiprocessing's "forkserver"), so one starts in a few milliseconds; `start_server` starts that
+server ahead of the first run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import signal
+from collections.abc import Callable
+from dataclasses import replace
+from multiprocessing.connection import Connection
+
+import torch
+
+from .config import Limits, ModelConfig, TaskConfig, TrainConfig
+from .data import make_task
+from .training import EpochEvent, FitResult, StepEvent, TrainingHistory, train_task
+
+POLL_S = 0.1  # how often a waiting page checks for Stop and for a process that died
+_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+_CONTEXT = multiprocessing.get_context(_METHOD)
+if _METHOD == "forkserver":
+    # imported once by the server, for every run: torch and the engine, and torch._dynamo, which AdamW's
+    # constructor imports on first use (1.4 s that each run would otherwise spend before its first step)
+    _CONTEXT.set_forkserver_preload([__name__, "torch._dynamo"])
+
+
+def start_server() -> None:
+    """Start the fork server now (it imports torch, about a second), so that the first run
+    starts as fast as the others."""
+    if _METHOD == "forkserver":
+        from multiprocessing import forkserver
+        forkserver.ensure_running()
+
+
+class TrainingProcess:
+    """One run of `train_task` in its own process. Iterate it for the run's events; `close` ends
+    the process if the run has not finished.
+
+    Creating one waits until the process has built the task and checked every config, and raises
+    their ValueError here, so a caller hears of a mistake before it changes anything.
+    `should_stop` is asked here; the process finishes the run as `fit` does after Stop.
+    """
+
+    def __init__(self, task_config: TaskConfig, model_config: ModelConfig, train_config: TrainConfig,
+                 should_stop: Callable[[], bool], limits: Limits | None = None, threads: int | None = None):
+        self._messages, sender = _CONTEXT.Pipe(duplex=False)
+        self._stop = _CONTEXT.Event()
+        self._should_stop = should_stop
+        self._process = _CONTEXT.Process(
+            target=_run, name="training", daemon=True,
+            args=(sender, self._stop, task_config, model_config, train_config, limits,
+                  threads or torch.get_num_threads()))
+        self._process.start()
+        sender.close()  # the child holds the sending end: when it dies, reading ends instead of waiting
+        self.history = TrainingHistory()
+        self._best = None
+        self.finished = False
+        try:
+            _, self.task, self.example = self._receive()
+        except BaseException:
+            self.close()
+            raise
+
+    def __iter__(self) -> TrainingProcess:
+        return self
+
+    def __next__(self) -> StepEvent | EpochEvent | FitResult:
+        if self.finished:
+            raise StopIteration
+        kind, event = self._receive()
+        if kind == "step":
+            self.history.add_step(event.position, event.loss)
+        elif kind == "epoch":
+            self._add_epoch(event)
+        else:
+            self.finished = True
+            self.close()
+            event = replace(event, best_model=self._best)
+        event.history = self.history
+        return event
+
+    def _add_epoch(self, event: EpochEvent) -> None:
+        record = event.record
+        self.history.epochs.append(record)
+        if record.improved:
+            self.history.best_epoch, self.history.best_val_loss = record.epoch, record.val_loss
+            self._best = event.best_model.eval()
+        event.best_model = self._best
+
+    def _receive(self) -> tuple:
+        """The next message; Stop is passed on while waiting. A process that died is an error
+        that says why (the caller keeps what it had)."""
+        while not self._messages.poll(POLL_S):
+            if self._should_stop():
+                self._stop.set()
+            if not self._process.is_alive() and not self._messages.poll():
+                raise RuntimeError(self._death_message())
+        if self._should_stop():
+            self._stop.set()
+        try:
+            message = pickle.loads(self._messages.recv_bytes())
+        except EOFError:
+            raise RuntimeError(self._death_message()) from None
+        if message[0] == "error":
+            _, is_value_error, text = message
+            raise ValueError(text) if is_value_error else RuntimeError(f"training failed: {text}")
+        return message
+
+    def _death_message(self) -> str:
+        self._process.join(1.0)
+        code = self._process.exitcode
+        if code is not None and code < 0 and -code == signal.SIGKILL:
+            return ("the training process was killed (SIGKILL), most likely because the machine ran out of "
+                    "memory: train a smaller model or use fewer examples; what training kept before is kept")
+        return f"the training process ended unexpectedly (exit code {code}); what training kept before is kept"
+
+    def close(self) -> None:
+        """End the process now if it still runs (a visitor left, or a newer run replaced this one)."""
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._messages.close()
+
+
+def _run(sender: Connection, stop, task_config: TaskConfig, model_config: ModelConfig, train_config: TrainConfig,
+         limits: Limits | None, threads: int) -> None:
+    """The training process: build the task, train, send each event in a compact form."""
+    torch.set_num_threads(threads)
+    try:
+        task = make_task(task_config, limits)
+        events = train_task(task, model_config, train_config, stop.is_set, limits)  # checks the configs
+        _send(sender, ("ready", task.without_data(), task.examples(1)[0]))
+        for event in events:
+            _send(sender, _compact(event))
+    except BrokenPipeError:  # the page closed its end: nobody is listening any more
+        return
+    except Exception as error:  # noqa: BLE001 - every failure goes back to the page as a message
+        _send(sender, ("error", isinstance(error, ValueError), str(error)))
+
+
+def _compact(event: StepEvent | EpochEvent | FitResult) -> tuple:
+    """An event without what the receiving side already has: its history (rebuilt there from the
+    step points and epoch records), the best model unless it just improved, and the resume state."""
+    if isinstance(event, StepEvent):
+        return ("step", replace(event, history=None))
+    if isinstance(event, EpochEvent):
+        return "epoch", replace(event, history=None, state=None,
+                                best_model=event.best_model if event.record.improved else None)
+    return "end", replace(event, history=None, best_model=None)
+
+
+def _send(sender: Connection, message: tuple) -> None:
+    sender.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
