@@ -4,8 +4,8 @@
 #   make run     build .venv with runtime deps, serve the app on http://127.0.0.1:7860
 #   make bench   measure: the engine (python -m core bench), the engine beside nanoGPT and minGPT
 #                (bench/peers.py), the page vs the bare loop, 1 vs 2 torchrun processes
-#                (bench/scaling.py), then memory per visitor and 30 visitors at once (bench/;
-#                gradio_client needs the dev venv).
+#                (bench/scaling.py), then memory per visitor, 30 visitors at once, and a class of
+#                30 pressing Train together (bench/; gradio_client needs the dev venv).
 #                make bench PEERS=/path/holding/nanoGPT-and-minGPT compares with the peers;
 #                without PEERS only our side of bench/peers.py runs
 #   make space-report  what a Hugging Face Space would install from requirements.txt, with sizes
@@ -114,6 +114,7 @@ bench: $(VENV)/.installed-dev
 	$(VPY) -m bench.page
 	$(VPY) -m bench.scaling
 	$(VPY) -m bench.load $(BENCH_LOAD_SECONDS)
+	$(VPY) -m bench.classroom --concurrency 2
 
 # what a Space would install from requirements.txt, with sizes (needs the internet)
 space-report: $(VENV)/.installed

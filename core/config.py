@@ -475,7 +475,10 @@ class TrainConfig:
 
     epochs: int = 60
     batch_size: int = 64
-    lr: float = 3e-3
+    # 2e-3, measured on sort, copy and reverse over seeds 0-4 with the default model: 3e-3 reached 100%
+    # as soon but kept flipping held-out answers, so the default sort run stopped after a median of
+    # 12 epochs (seed 0: 16); 2e-3 stops after 9 (seed 0: 9), 1.5e-3 after 12
+    lr: float = 2e-3
     weight_decay: float = 0.1  # minGPT's value; keeps the tiny sort model from memorising
     warmup_steps: int = 20
     warmup_fraction: float | None = None  # when set, overrides warmup_steps
@@ -500,7 +503,7 @@ class TrainConfig:
         self.seed = as_seed(self.seed)
         self.lr = as_float(self.lr, "learning rate")
         if not 0 < self.lr <= 1:
-            raise ValueError(f"learning rate must be above 0 and at most 1 (try 0.003), got {self.lr}")
+            raise ValueError(f"learning rate must be above 0 and at most 1 (try 0.002), got {self.lr}")
         self.weight_decay = as_float(self.weight_decay, "weight decay")
         if not 0 <= self.weight_decay < 1:
             raise ValueError(f"weight decay must be at least 0 and below 1, got {self.weight_decay}")

@@ -13,13 +13,14 @@ from torch import nn
 
 
 @torch.no_grad()
-def causality_check(model: nn.Module, ids: torch.Tensor, position: int, new_token: int) -> list[float]:
+def causality_check(model: nn.Module, ids: torch.Tensor | list[int], position: int, new_token: int) -> list[float]:
     """Per position, the total variation distance between the next-token distributions before and
     after the token at `position` becomes `new_token`: (T,) ids -> T numbers in [0, 1].
 
     Two separate forward passes of the same shape, so matching rows take exactly the same path
     through every kernel (one batch of both could round rows differently by where they fall).
     """
+    ids = torch.as_tensor(ids)  # (T,)
     if not 0 <= position < ids.size(0):
         raise ValueError(f"the position to change must be between 0 and {ids.size(0) - 1}, got {position}")
     if ids[position].item() == new_token:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import gradio as gr
-import torch
 
 import core
 from core.config import as_int, as_text
@@ -58,9 +57,9 @@ def causality_check(text, position, session: Session):
     text = as_text(text, "the example")[: best.task.block_size]
     if len(text) < 2:
         raise ValueError("the example needs at least 2 characters: one to change and one before it")
-    ids = torch.tensor(best.task.vocab.encode(text))  # (T,)
+    ids = best.task.vocab.encode(text)
     where = as_int(position, "position to change", minimum=0, maximum=len(text) - 1)
-    new_id = (ids[where].item() + 1) % len(best.task.vocab)
+    new_id = (ids[where] + 1) % len(best.task.vocab)
     changes = core.probes.causality_check(best.model, ids, where, new_id)
     new_token = best.task.vocab.tokens[new_id]
     numbers = " · ".join(f"{i}: {'0' if c == 0 else f'{c:.3g}'}" for i, c in enumerate(changes))
