@@ -25,12 +25,12 @@ import signal
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import Connection
-
-import torch
+from typing import TYPE_CHECKING
 
 from .config import Limits, ModelConfig, TaskConfig, TrainConfig
-from .data import make_task
-from .training import EpochEvent, FitResult, StepEvent, TrainingHistory, train_task
+
+if TYPE_CHECKING:  # torch loads in the background while the page starts (core/__init__.py), so not here
+    from .training import EpochEvent, FitResult, StepEvent
 
 POLL_S = 0.1  # how often a waiting page checks for Stop and for a process that died
 _METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -38,12 +38,12 @@ _CONTEXT = multiprocessing.get_context(_METHOD)
 if _METHOD == "forkserver":
     # imported once by the server, for every run: torch and the engine, and torch._dynamo, which AdamW's
     # constructor imports on first use (1.4 s that each run would otherwise spend before its first step)
-    _CONTEXT.set_forkserver_preload([__name__, "torch._dynamo"])
+    _CONTEXT.set_forkserver_preload(["core.training", "torch._dynamo"])
 
 
 def start_server() -> None:
-    """Start the fork server now (it imports torch, about a second), so that the first run
-    starts as fast as the others."""
+    """Start the fork server now (it imports torch and the engine, about 2.5 s of its own), so that
+    the first run starts as fast as the others. Needs no torch in this process."""
     if _METHOD == "forkserver":
         from multiprocessing import forkserver
         forkserver.ensure_running()
@@ -63,6 +63,10 @@ class TrainingProcess:
         self._messages, sender = _CONTEXT.Pipe(duplex=False)
         self._stop = _CONTEXT.Event()
         self._should_stop = should_stop
+        import torch
+
+        from .training import TrainingHistory
+
         self._process = _CONTEXT.Process(
             target=_run, name="training", daemon=True,
             args=(sender, self._stop, task_config, model_config, train_config, limits,
@@ -142,6 +146,11 @@ class TrainingProcess:
 def _run(sender: Connection, stop, task_config: TaskConfig, model_config: ModelConfig, train_config: TrainConfig,
          limits: Limits | None, threads: int) -> None:
     """The training process: build the task, train, send each event in a compact form."""
+    import torch
+
+    from .data import make_task
+    from .training import train_task
+
     torch.set_num_threads(threads)
     try:
         task = make_task(task_config, limits)
@@ -158,6 +167,8 @@ def _run(sender: Connection, stop, task_config: TaskConfig, model_config: ModelC
 def _compact(event: StepEvent | EpochEvent | FitResult) -> tuple:
     """An event without what the receiving side already has: its history (rebuilt there from the
     step points and epoch records), the best model unless it just improved, and the resume state."""
+    from .training import EpochEvent, StepEvent
+
     if isinstance(event, StepEvent):
         return ("step", replace(event, history=None))
     if isinstance(event, EpochEvent):
