@@ -22,7 +22,6 @@ TITLE = ("# Transformer Playground\nBuild a causal Transformer layer by layer, s
 def build_demo(limits: Limits | None = None) -> gr.Blocks:
     """The page. Limits come from PLAYGROUND_* environment variables over public-Space defaults."""
     limits = limits or Limits.from_env(Limits.public())
-    warm_up_engine(train_tab.train_concurrency())
     with gr.Blocks(title="Transformer Playground", delete_cache=(3600, 3600)) as demo:
         session = gr.State(Session())
         gr.Markdown(TITLE, elem_id="tp-title")
@@ -44,6 +43,7 @@ def build_demo(limits: Limits | None = None) -> gr.Blocks:
         lessons.wire(lesson, build, train)
         demo.unload(files.remove_session_files)
     demo.queue(default_concurrency_limit=8, max_size=queue_max_size())
+    warm_up_engine(train_tab.train_concurrency())
     return demo
 
 

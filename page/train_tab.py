@@ -27,9 +27,10 @@ STREAM_UPDATES_PER_SECOND = 4  # each update resends the whole figure: a few per
 
 
 def train_concurrency() -> int:
-    """Runs at once (PLAYGROUND_TRAIN_CONCURRENCY). Two, one torch thread each on 2 vCPUs: one at a
-    time left a core idle, and a class of 30 pressing Train together finished in 218 s instead of
-    321 s (bench/classroom.py)."""
+    """Runs at once (PLAYGROUND_TRAIN_CONCURRENCY). Two, each in a process of its own with one torch
+    thread, on 2 vCPUs: one at a time left a core idle (a class of 30 pressing Train together: 321 s
+    against 218 s, both in the server's process); in processes of their own, two at a time: 109 s
+    (bench/classroom.py)."""
     return as_int(os.environ.get("PLAYGROUND_TRAIN_CONCURRENCY", "2"), "PLAYGROUND_TRAIN_CONCURRENCY", minimum=1)
 
 
