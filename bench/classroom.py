@@ -220,8 +220,9 @@ def page_defaults(url: str) -> list[Any]:
             if components[i].get("type") != "state"]
 
 
-class RssSampler:
-    """The server's resident memory once a second while a class runs, to see it does not explode."""
+class MemorySampler:
+    """The server's memory (its processes, training included) once a second while a class runs, to
+    see it does not explode."""
 
     def __init__(self, server: Server):
         self.server, self.series, self.stopped = server, [], threading.Event()
@@ -230,12 +231,12 @@ class RssSampler:
     def _run(self) -> None:
         while not self.stopped.is_set():
             try:
-                self.series.append(self.server.rss())
+                self.series.append(self.server.memory())
             except (OSError, RuntimeError):
                 return
             self.stopped.wait(1.0)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> MemorySampler:
         self.thread.start()
         return self
 
@@ -328,7 +329,7 @@ def summarize(timelines: list[Timeline], concurrency: int) -> dict[str, Any]:
     }
 
 
-def print_class(summary: dict[str, Any], rss: list[float], took: float) -> None:
+def print_class(summary: dict[str, Any], memory: list[float], took: float) -> None:
     """One block per concurrency: the ordinal visitors, medians, queue messages, memory."""
     n = summary["visitors"]
     print(f"  class of {n} pressing Train at once (took {took:.0f} s):")
@@ -357,8 +358,9 @@ def print_class(summary: dict[str, Any], rss: list[float], took: float) -> None:
         if errors:
             print(f"    first ETA vs actual {name}: median {statistics.median(errors):+.1f} s "
                   f"(+ = later than said), worst {max(errors, key=abs):+.1f} s, over {len(errors)} visitors")
-    if rss:
-        print(f"    server RSS: {rss[0]:.0f} MiB at the click, peak {max(rss):.0f} MiB, {rss[-1]:.0f} MiB at the end")
+    if memory:
+        print(f"    server memory (its processes, PSS): {memory[0]:.0f} MiB at the click, peak {max(memory):.0f} MiB, "
+              f"{memory[-1]:.0f} MiB at the end")
     for line in summary["errors"][:5]:
         print(f"    ! {line}")
 
@@ -383,14 +385,14 @@ def measure(concurrency: int, visitors: int, deadline_s: float) -> dict[str, Any
         print(f"  `python app.py` answered / after {fmt(lone_start_s, 2)} and {fmt(class_start_s, 2)} (two starts)"
               f"   target <= {TARGET_START_S:.0f} s: {meets(max(starts), TARGET_START_S)}", flush=True)
         began, client_cpu = time.monotonic(), time.process_time()
-        with RssSampler(server) as rss:
+        with MemorySampler(server) as memory:
             timelines = run_class(server.url, visitors, values, deadline_s)
         took, client_cpu = time.monotonic() - began, time.process_time() - client_cpu
     summary = summarize(timelines, concurrency)
-    print_class(summary, rss.series, took)
+    print_class(summary, memory.series, took)
     print(f"    this client's own CPU meanwhile: {client_cpu:.1f} s (it shares the 2 cores with the server)")
     return {"concurrency": concurrency, "start_s": starts, "defaults": values, "class_s": took,
-            "client_cpu_s": client_cpu, "summary": summary, "rss_mib": rss.series, "lone_first_curve_s": lone,
+            "client_cpu_s": client_cpu, "summary": summary, "memory_mib": memory.series, "lone_first_curve_s": lone,
             "timelines": [asdict(t) for t in timelines]}
 
 
@@ -431,7 +433,7 @@ def print_comparison(results: list[dict[str, Any]], visitors: int) -> None:
     """Side by side, so the team can choose the default concurrency."""
     kth = f"{ordinal(min(10, visitors))} curve"
     print(f"{'concurrency':>11} | {'start':>6} | {'lone 1st curve':>14} | {kth:>10} | "
-          f"{'median done':>11} | {'last done':>9} | peak RSS")
+          f"{'median done':>11} | {'last done':>9} | peak memory")
     for r in results:
         if "summary" not in r:
             print(f"{r['concurrency']:>11} | failed: {r['error']}")
@@ -440,7 +442,7 @@ def print_comparison(results: list[dict[str, Any]], visitors: int) -> None:
         tenth = s["ordinals"][min(10, visitors)]["first_curve"]
         print(f"{r['concurrency']:>11} | {fmt(max(r['start_s'])):>6} | {fmt(median(r['lone_first_curve_s']), 2):>14} | "
               f"{fmt(tenth):>10} | {fmt(s['median_done']):>11} | {fmt(s['last_done']):>9} | "
-              f"{max(r['rss_mib'], default=0):.0f} MiB")
+              f"{max(r['memory_mib'], default=0):.0f} MiB")
     print(f"targets: start <= {TARGET_START_S:.0f} s, lone first curve <= {TARGET_FIRST_CURVE_S:.0f} s, "
           f"last of {visitors} done < {TARGET_LAST_DONE_S:.0f} s")
 

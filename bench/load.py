@@ -2,11 +2,11 @@
 
 1. Memory per session: the page is served by its own process (`python app.py`); visitors
    train at the page's largest sizes (and, separately, with the defaults), each stopped after
-   a few steps, and the server's resident memory (RSS) is read before and after.
+   a few steps, and the server's memory (its processes' PSS) is read before and after.
 2. Load: 30 visitors on loopback for a few minutes, each doing what a class does (describe,
    mask, sample, look inside, a few tiny trainings, uploads, some of them hostile files or
    hostile values). Counts every answer that is a generic error, every visitor whose model
-   was lost, and samples the server's RSS over time.
+   was lost, and samples the server's memory over time.
 
 `python -m bench.load [seconds]` from the repository root (make bench runs it). It prints a
 verdict line per check and exits 1 if a check fails; timings are reported, never judged.
@@ -52,11 +52,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+def memory_mib(pid: int) -> float:
+    """What a process and every process under it hold: the fork server and the training processes
+    it forks (core/processes.py) belong to the page. Proportional set size, so the torch pages they
+    share are counted once."""
+    total = 0.0
+    for process in [pid, *descendants(pid)]:
+        try:
+            rollup = Path(f"/proc/{process}/smaps_rollup").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        total += sum(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")) / 1024
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    children = []
+    for thread in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(child) for child in (thread / "children").read_text().split()]
+        except OSError:
+            pass
+    return children + [grandchild for child in children for grandchild in descendants(child)]
 
 
 class Server:
@@ -78,8 +95,8 @@ class Server:
                     raise RuntimeError("the server did not start") from None
                 time.sleep(0.2)
 
-    def rss(self) -> float:
-        return rss_mib(self.process.pid)
+    def memory(self) -> float:
+        return memory_mib(self.process.pid)
 
     def close(self) -> None:
         self.process.terminate()
@@ -101,12 +118,12 @@ def train_then_stop(url: str, args: list, steps_seconds: float = 2.0) -> None:
 
 
 def memory_per_session(server: Server, args: list, visitors: int) -> float:
-    """RSS growth per visitor, after one visitor has warmed the allocator up."""
+    """Memory growth per visitor, after one visitor has warmed the allocator up."""
     train_then_stop(server.url, args)
-    before = server.rss()
+    before = server.memory()
     for _ in range(visitors):
         train_then_stop(server.url, args)
-    return (server.rss() - before) / visitors
+    return (server.memory() - before) / visitors
 
 
 # --- 2. a class at once ----------------------------------------------------------------------------
@@ -205,10 +222,10 @@ def student(url: str, index: int, until: float, files: list[Path], tally: Tally)
         visitor.close()
 
 
-def sample_rss(server: Server, until: float, series: list[tuple[float, float]]) -> None:
+def sample_memory(server: Server, until: float, series: list[tuple[float, float]]) -> None:
     start = time.monotonic()
     while time.monotonic() < until:
-        series.append((time.monotonic() - start, server.rss()))
+        series.append((time.monotonic() - start, server.memory()))
         time.sleep(2.0)
 
 
@@ -217,7 +234,7 @@ def class_at_once(server: Server, seconds: float) -> tuple[Tally, list[tuple[flo
     until = time.monotonic() + seconds
     with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(VISITORS + 1) as pool:
         files = hostile_files(Path(folder))
-        monitor = pool.submit(sample_rss, server, until, series)
+        monitor = pool.submit(sample_memory, server, until, series)
         students = [pool.submit(student, server.url, i, until, files, tally) for i in range(VISITORS)]
         for future in students:
             future.result()
@@ -228,7 +245,7 @@ def class_at_once(server: Server, seconds: float) -> tuple[Tally, list[tuple[flo
 def main(seconds: float = 180.0) -> int:
     server = Server()
     try:
-        print(f"server RSS at start: {server.rss():.0f} MiB")
+        print(f"server memory at start (its processes, PSS): {server.memory():.0f} MiB")
         largest = memory_per_session(server, LARGEST, visitors=4)
         default = memory_per_session(server, DEFAULTS, visitors=6)
         print(f"memory per session: {largest:.1f} MiB at the page's largest sizes (3 x 256 wide, sort of 128 "
@@ -237,21 +254,21 @@ def main(seconds: float = 180.0) -> int:
         tally, series = class_at_once(server, seconds)
     finally:
         server.close()
-    rss = [r for _, r in series]
-    third = max(1, len(rss) // 3)
+    memory = [m for _, m in series]
+    third = max(1, len(memory) // 3)
     print(f"{VISITORS} visitors for {seconds:.0f} s: {tally.calls} calls, {len(tally.generic)} generic errors, "
           f"{len(tally.lost)} lost models")
     for name, times in sorted(tally.latency.items()):
         print(f"  /{name:<18} {len(times):>5} calls, median {statistics.median(times) * 1000:7.0f} ms, "
               f"max {max(times) * 1000:7.0f} ms")
     shown = series[:: max(1, len(series) // 12)]
-    print("  RSS over time (s: MiB): " + ", ".join(f"{t:.0f}: {r:.0f}" for t, r in shown))
-    growth = max(rss[-third:]) - max(rss[:third])
+    print("  memory over time (s: MiB): " + ", ".join(f"{t:.0f}: {m:.0f}" for t, m in shown))
+    growth = max(memory[-third:]) - max(memory[:third])
     bounded = growth < VISITORS * max(largest, 1.0) + 100
     for line in tally.generic[:5] + tally.lost[:5]:
         print("  !", line)
     verdicts = [("zero generic errors", not tally.generic), ("no lost models", not tally.lost),
-                (f"bounded RSS (last third grew {growth:+.0f} MiB over the first)", bounded)]
+                (f"bounded memory (last third grew {growth:+.0f} MiB over the first)", bounded)]
     for what, ok in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}: {what}")
     return 0 if all(ok for _, ok in verdicts) else 1

@@ -60,19 +60,19 @@ class TrainingProcess:
 
     def __init__(self, task_config: TaskConfig, model_config: ModelConfig, train_config: TrainConfig,
                  should_stop: Callable[[], bool], limits: Limits | None = None, threads: int | None = None):
-        self._messages, sender = _CONTEXT.Pipe(duplex=False)
-        self._stop = _CONTEXT.Event()
-        self._should_stop = should_stop
+        # one socket pair: events come back on it, and a Stop goes out (no semaphore, so no /dev/shm needed)
+        self._messages, child_end = _CONTEXT.Pipe()
+        self._should_stop, self._stop_sent = should_stop, False
         import torch
 
         from .training import TrainingHistory
 
         self._process = _CONTEXT.Process(
             target=_run, name="training", daemon=True,
-            args=(sender, self._stop, task_config, model_config, train_config, limits,
+            args=(child_end, task_config, model_config, train_config, limits,
                   threads or torch.get_num_threads()))
         self._process.start()
-        sender.close()  # the child holds the sending end: when it dies, reading ends instead of waiting
+        child_end.close()  # the child holds its end: when it dies, reading ends instead of waiting
         self.history = TrainingHistory()
         self._best = None
         self.finished = False
@@ -112,12 +112,10 @@ class TrainingProcess:
         """The next message; Stop is passed on while waiting. A process that died is an error
         that says why (the caller keeps what it had)."""
         while not self._messages.poll(POLL_S):
-            if self._should_stop():
-                self._stop.set()
+            self._pass_on_stop()
             if not self._process.is_alive() and not self._messages.poll():
                 raise RuntimeError(self._death_message())
-        if self._should_stop():
-            self._stop.set()
+        self._pass_on_stop()
         try:
             message = pickle.loads(self._messages.recv_bytes())
         except EOFError:
@@ -126,6 +124,14 @@ class TrainingProcess:
             _, is_value_error, text = message
             raise ValueError(text) if is_value_error else RuntimeError(f"training failed: {text}")
         return message
+
+    def _pass_on_stop(self) -> None:
+        if not self._stop_sent and self._should_stop():
+            self._stop_sent = True
+            try:
+                self._messages.send_bytes(b"stop")
+            except OSError:  # the process has ended: its last messages are still to be read
+                pass
 
     def _death_message(self) -> str:
         self._process.join(1.0)
@@ -143,7 +149,7 @@ class TrainingProcess:
         self._messages.close()
 
 
-def _run(sender: Connection, stop, task_config: TaskConfig, model_config: ModelConfig, train_config: TrainConfig,
+def _run(page: Connection, task_config: TaskConfig, model_config: ModelConfig, train_config: TrainConfig,
          limits: Limits | None, threads: int) -> None:
     """The training process: build the task, train, send each event in a compact form."""
     import torch
@@ -154,14 +160,15 @@ def _run(sender: Connection, stop, task_config: TaskConfig, model_config: ModelC
     torch.set_num_threads(threads)
     try:
         task = make_task(task_config, limits)
-        events = train_task(task, model_config, train_config, stop.is_set, limits)  # checks the configs
-        _send(sender, ("ready", task.without_data(), task.examples(1)[0]))
+        # train_task checks the configs; Stop arrives as a message from the page
+        events = train_task(task, model_config, train_config, page.poll, limits)
+        _send(page, ("ready", task.without_data(), task.examples(1)[0]))
         for event in events:
-            _send(sender, _compact(event))
+            _send(page, _compact(event))
     except BrokenPipeError:  # the page closed its end: nobody is listening any more
         return
     except Exception as error:  # noqa: BLE001 - every failure goes back to the page as a message
-        _send(sender, ("error", isinstance(error, ValueError), str(error)))
+        _send(page, ("error", isinstance(error, ValueError), str(error)))
 
 
 def _compact(event: StepEvent | EpochEvent | FitResult) -> tuple:
