@@ -60,13 +60,13 @@ class TrainingProcess:
 
     def __init__(self, task_config: TaskConfig, model_config: ModelConfig, train_config: TrainConfig,
                  should_stop: Callable[[], bool], limits: Limits | None = None, threads: int | None = None):
-        # one socket pair: events come back on it, and a Stop goes out (no semaphore, so no /dev/shm needed)
-        self._messages, child_end = _CONTEXT.Pipe()
-        self._should_stop, self._stop_sent = should_stop, False
         import torch
 
         from .training import TrainingHistory
 
+        # one socket pair: events come back on it, and a Stop goes out (no semaphore, so no /dev/shm needed)
+        self._messages, child_end = _CONTEXT.Pipe()
+        self._should_stop, self._stop_sent = should_stop, False
         self._process = _CONTEXT.Process(
             target=_run, name="training", daemon=True,
             args=(child_end, task_config, model_config, train_config, limits,

@@ -73,7 +73,7 @@ def warm_up_engine(train_concurrency: int) -> None:
 def launch_options() -> dict[str, Any]:
     """How the page is served; the tests launch with these too, so they see what visitors see.
 
-    Each visitor's state holds models (up to ~12 MB at the public limits); Gradio frees it an hour
+    Each visitor's state holds models (up to ~24 MB at the public limits); Gradio frees it an hour
     after they leave, and keeps at most PLAYGROUND_MAX_SESSIONS (oldest evicted first).
     """
     sessions = as_int(os.environ.get("PLAYGROUND_MAX_SESSIONS", "500"), "PLAYGROUND_MAX_SESSIONS", minimum=1)
