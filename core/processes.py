@@ -14,7 +14,11 @@ Why a process per run rather than a thread:
 
 Processes fork from a server process that has already imported torch and the engine
 (multiprocessing's "forkserver"), so one starts in a few milliseconds; `start_server` starts that
-server ahead of the first run.
+server ahead of the first run. Where there is no fork server (Windows), each run starts a fresh
+interpreter instead, which loads torch first: a few seconds more per run.
+
+A script that trains this way must be importable without side effects, as multiprocessing asks:
+each process imports the main script again, as `__mp_main__` (app.py builds no page then).
 """
 
 from __future__ import annotations
