@@ -118,15 +118,15 @@ class TrainingProcess:
         while not self._messages.poll(POLL_S):
             self._pass_on_stop()
             if not self._process.is_alive() and not self._messages.poll():
-                raise RuntimeError(self._death_message())
+                raise self._death()
         self._pass_on_stop()
         try:
             message = pickle.loads(self._messages.recv_bytes())
         except EOFError:
-            raise RuntimeError(self._death_message()) from None
+            raise self._death() from None
         if message[0] == "error":
-            _, is_value_error, text = message
-            raise ValueError(text) if is_value_error else RuntimeError(f"training failed: {text}")
+            _, kind, text = message
+            raise {"ValueError": ValueError, "MemoryError": MemoryError}.get(kind, RuntimeError)(text)
         return message
 
     def _pass_on_stop(self) -> None:
@@ -137,13 +137,17 @@ class TrainingProcess:
             except OSError:  # the process has ended: its last messages are still to be read
                 pass
 
-    def _death_message(self) -> str:
+    def _death(self) -> Exception:
+        """Why the process ended without a word: a kill, most likely the kernel's out-of-memory killer,
+        is the visitor's to fix (a smaller run), so it is a MemoryError that says how."""
         self._process.join(1.0)
         code = self._process.exitcode
         if code is not None and code < 0 and -code == signal.SIGKILL:
-            return ("the training process was killed (SIGKILL), most likely because the machine ran out of "
-                    "memory: train a smaller model or use fewer examples; what training kept before is kept")
-        return f"the training process ended unexpectedly (exit code {code}); what training kept before is kept"
+            return MemoryError("the training process was killed, most likely because the machine ran out of memory: "
+                               "train a smaller model, on fewer examples or smaller batches; what training kept "
+                               "before is kept")
+        return RuntimeError(f"the training process ended unexpectedly (exit code {code}); what training kept "
+                            "before is kept")
 
     def close(self) -> None:
         """End the process now if it still runs (a visitor left, or a newer run replaced this one)."""
@@ -172,7 +176,17 @@ def _run(page: Connection, task_config: TaskConfig, model_config: ModelConfig, t
     except BrokenPipeError:  # the page closed its end: nobody is listening any more
         return
     except Exception as error:  # noqa: BLE001 - every failure goes back to the page as a message
-        _send(page, ("error", isinstance(error, ValueError), str(error)))
+        _send(page, ("error", _error_kind(error), str(error)))
+
+
+def _error_kind(error: Exception) -> str:
+    """ValueError (a mistake in the inputs), MemoryError (a run too big for the machine; torch's allocator
+    says so in a RuntimeError), or RuntimeError for anything else."""
+    if isinstance(error, ValueError):
+        return "ValueError"
+    if isinstance(error, MemoryError) or "can't allocate memory" in str(error):
+        return "MemoryError"
+    return "RuntimeError"
 
 
 def _compact(event: StepEvent | EpochEvent | FitResult) -> tuple:

@@ -27,14 +27,21 @@ LAYER_HEADERS = ["d_model", "dim_feedforward", "nhead"]
 log = logging.getLogger("transformer_playground")
 
 
+OUT_OF_MEMORY = ("the machine ran out of memory: try a smaller model, fewer examples, a smaller batch or "
+                 "shorter sequences; your model and curves are kept")
+
+
 def _as_gradio_error(error: Exception) -> gr.Error:
-    """A user's mistake (ValueError) as its own message; anything else as a message that names it.
+    """A user's mistake (ValueError) or a run too big for the machine (MemoryError) as its own message;
+    anything else as a message that names it.
 
     The page never shows Gradio's generic "upstream app has raised an exception": a bug still
     reaches the visitor as what it is, and its traceback goes to the server log.
     """
     if isinstance(error, ValueError):
         return gr.Error(str(error), print_exception=False)
+    if isinstance(error, MemoryError):  # the run was too big for the machine: the visitor can make it smaller
+        return gr.Error(str(error) or OUT_OF_MEMORY, print_exception=False)
     log.exception("unexpected error in a page handler")
     return gr.Error(f"Something went wrong on the server ({type(error).__name__}: {error}). Your model and "
                     "curves are kept; please report this.", print_exception=False)

@@ -32,7 +32,7 @@ from core.config import DEFAULT_LAYERS, Limits, ModelConfig
 from core.tasks import TASKS
 from core.training import StopReason
 from page import lessons, run, share, train_tab
-from page.inputs import DEFAULT_PRESET, PRESETS
+from page.inputs import DEFAULT_PRESET, PRESETS, user_errors
 from page.session import MAX_SNAPSHOTS, SNAPSHOT_MAX_HEADS, Session
 
 HEADERS = ["d_model", "dim_feedforward", "nhead"]
@@ -942,3 +942,21 @@ def test_two_visitors_training_the_same_seed_at_once_get_the_same_run(client):
     first, second = (c.predict(api_name="/run_numbers") for c in visitors)
     assert len(first["epochs"]) == 2 and untimed(first) == untimed(second)
     assert first["loss"] == second["loss"]
+
+
+def test_a_run_too_big_for_the_machine_is_told_how_to_fix_it_not_to_report_a_bug():
+    """A training process killed for memory raises MemoryError (tests/test_processes.py); the page says
+    what to change, where any other surprise gets "please report this"."""
+    @user_errors
+    def killed():
+        raise MemoryError("the training process was killed, most likely because the machine ran out of memory: "
+                          "train a smaller model")
+
+    @user_errors
+    def out_of_memory():
+        raise MemoryError()
+    with pytest.raises(gr.Error, match="train a smaller model") as told:
+        killed()
+    assert "report" not in told.value.message
+    with pytest.raises(gr.Error, match="ran out of memory: try a smaller model"):
+        out_of_memory()

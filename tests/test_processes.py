@@ -100,6 +100,6 @@ def test_a_process_killed_from_outside_is_an_error_that_says_so():
     run = TrainingProcess(TASK, MODEL, TrainConfig(epochs=50, batch_size=16, seed=3), lambda: False)
     next(run)
     os.kill(run._process.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
-    with pytest.raises(RuntimeError, match="out of memory"):
+    with pytest.raises(MemoryError, match="out of memory: train a smaller model"):
         drain(run)
     assert torch.get_num_threads() == 1  # this process is untouched
