@@ -7,7 +7,9 @@
 #                (bench/scaling.py), then memory per visitor, 30 visitors at once, and a class of
 #                30 pressing Train together (bench/; gradio_client needs the dev venv).
 #                make bench PEERS=/path/holding/nanoGPT-and-minGPT compares with the peers;
-#                without PEERS only our side of bench/peers.py runs
+#                without PEERS only our side of bench/peers.py runs. OUT=folder writes peers.json
+#                and classroom.json there; PREVIOUS=folder (an earlier OUT) puts each figure
+#                beside that run's
 #   make space-report  what a Hugging Face Space would install from requirements.txt, with sizes
 #   make clean   remove the venv and caches
 #
@@ -107,14 +109,19 @@ run: $(VENV)/.installed
 
 BENCH_LOAD_SECONDS ?= 180
 PEERS ?=
+OUT ?=
+PREVIOUS ?=
 
 bench: $(VENV)/.installed-dev
 	$(VPY) -m core bench
-	$(VPY) -m bench.peers $(if $(PEERS),--peers $(PEERS))
+	$(if $(OUT),mkdir -p $(OUT))
+	$(VPY) -m bench.peers $(if $(PEERS),--peers $(PEERS)) $(if $(OUT),--json $(OUT)/peers.json) \
+		$(if $(PREVIOUS),--compare $(PREVIOUS)/peers.json)
 	$(VPY) -m bench.page
 	$(VPY) -m bench.scaling
 	$(VPY) -m bench.load $(BENCH_LOAD_SECONDS)
-	$(VPY) -m bench.classroom --concurrency 2
+	$(VPY) -m bench.classroom --concurrency 2 $(if $(OUT),--json $(OUT)/classroom.json) \
+		$(if $(PREVIOUS),--compare $(PREVIOUS)/classroom.json)
 
 # what a Space would install from requirements.txt, with sizes (needs the internet)
 space-report: $(VENV)/.installed

@@ -15,7 +15,7 @@ For each PLAYGROUND_TRAIN_CONCURRENCY asked for, two fresh `python app.py` proce
    Every visitor's event stream is timestamped: the first "estimation" (queue place and
    Gradio's ETA), the run's start, the first streamed figure with a curve point, the end.
 
-`python -m bench.classroom [--visitors 30] [--concurrency 1,2] [--deadline 600] [--json PATH]`
+`python -m bench.classroom [--visitors 30] [--concurrency 1,2] [--deadline 600] [--json PATH] [--compare EARLIER.json]`
 from the repository root. It only talks to 127.0.0.1, every request has a timeout, and a
 class that runs past its deadline is stopped (each visitor presses Stop) and reported as such.
 Targets are printed beside the figures; timings are never pass/fail, so it exits 0 unless a
@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -409,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,2", help="comma-separated PLAYGROUND_TRAIN_CONCURRENCY values")
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds a class may run before Stop")
     parser.add_argument("--json", help="write every timeline and figure here")
+    parser.add_argument("--compare", type=Path, help="a previous --json file to compare with")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     began, results = time.monotonic(), []
@@ -425,8 +427,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as file:
             json.dump(results, file, indent=1, default=str)
+    if args.compare:
+        compare(results, args.visitors, args.compare)
     broken = any("error" in r or r["summary"]["errors"] for r in results)
     return 1 if broken else 0
+
+
+def headline(result: dict[str, Any], visitors: int) -> dict[str, float | None]:
+    """One concurrency's figures, in seconds (memory in MiB); lower is better for all."""
+    summary, kth = result["summary"], min(10, visitors)
+    ordinals = summary["ordinals"]  # int keys here, str keys once read back from --json
+    return {"start": max(result["start_s"]), "lone 1st curve": median(result["lone_first_curve_s"]),
+            f"{ordinal(kth)} curve": ordinals.get(kth, ordinals.get(str(kth), {})).get("first_curve"),
+            "median done": summary["median_done"], "last done": summary["last_done"],
+            "peak memory": max(result.get("memory_mib") or [0])}
 
 
 def print_comparison(results: list[dict[str, Any]], visitors: int) -> None:
@@ -438,13 +452,25 @@ def print_comparison(results: list[dict[str, Any]], visitors: int) -> None:
         if "summary" not in r:
             print(f"{r['concurrency']:>11} | failed: {r['error']}")
             continue
-        s = r["summary"]
-        tenth = s["ordinals"][min(10, visitors)]["first_curve"]
-        print(f"{r['concurrency']:>11} | {fmt(max(r['start_s'])):>6} | {fmt(median(r['lone_first_curve_s']), 2):>14} | "
-              f"{fmt(tenth):>10} | {fmt(s['median_done']):>11} | {fmt(s['last_done']):>9} | "
-              f"{max(r['memory_mib'], default=0):.0f} MiB")
+        start, lone, tenth, median_done, last_done, memory = headline(r, visitors).values()
+        print(f"{r['concurrency']:>11} | {fmt(start):>6} | {fmt(lone, 2):>14} | {fmt(tenth):>10} | "
+              f"{fmt(median_done):>11} | {fmt(last_done):>9} | {memory:.0f} MiB")
     print(f"targets: start <= {TARGET_START_S:.0f} s, lone first curve <= {TARGET_FIRST_CURVE_S:.0f} s, "
           f"last of {visitors} done < {TARGET_LAST_DONE_S:.0f} s")
+
+
+def compare(results: list[dict[str, Any]], visitors: int, previous_path: Path) -> None:
+    """Each figure beside a previous run's (`--json` of an earlier run), as now / before."""
+    previous = {r["concurrency"]: r for r in json.loads(previous_path.read_text()) if "summary" in r}
+    print(f"\nagainst {previous_path}:")
+    for r in results:
+        if "summary" not in r or r["concurrency"] not in previous:
+            continue
+        before = headline(previous[r["concurrency"]], visitors)
+        for name, now in headline(r, visitors).items():
+            then = before.get(name)
+            ratio = "" if not now or not then else f" | {now / then:.2f}x ({'better' if now < then else 'worse'})"
+            print(f"  concurrency {r['concurrency']}, {name:<15} {now or 0:>8.1f} | before {then or 0:>8.1f}{ratio}")
 
 
 if __name__ == "__main__":

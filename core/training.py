@@ -191,7 +191,14 @@ def _cgroup_quota(root: Path) -> float | None:
 
 
 def configure_threads(concurrent_runs: int = 1, environ: dict[str, str] | None = None) -> int:
-    """Give torch the cores a serving process can spare: available_cpus() // (concurrent_runs + 1), at least 1.
+    """Give torch the threads `threads_per_run` chooses, and return that count."""
+    threads = threads_per_run(concurrent_runs, environ)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def threads_per_run(concurrent_runs: int = 1, environ: dict[str, str] | None = None) -> int:
+    """The cores a serving process can spare a run: available_cpus() // (concurrent_runs + 1), at least 1.
 
     A web server streams pages while it trains. On 2 cores, two torch threads whose OpenMP
     workers spin collapse as soon as anything else wants a core (training ran ~6x slower beside a
@@ -201,11 +208,8 @@ def configure_threads(concurrent_runs: int = 1, environ: dict[str, str] | None =
     environ = os.environ if environ is None else environ
     override = environ.get("PLAYGROUND_TORCH_THREADS", "").strip()
     if override:
-        threads = as_int(override, "PLAYGROUND_TORCH_THREADS", minimum=1)
-    else:
-        threads = max(1, available_cpus(environ) // (max(1, concurrent_runs) + 1))
-    torch.set_num_threads(threads)
-    return threads
+        return as_int(override, "PLAYGROUND_TORCH_THREADS", minimum=1)
+    return max(1, available_cpus(environ) // (max(1, concurrent_runs) + 1))
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:

@@ -44,10 +44,11 @@ class PageRun:
         return self  # a session may be copied; a running generator cannot be, and needn't be
 
     @classmethod
-    def start(cls, inputs: tuple, session: Session, number: int, limits: Limits, *, own_process: bool) -> PageRun:
+    def start(cls, inputs: tuple, session: Session, number: int, limits: Limits, *,
+              process_threads: int | None) -> PageRun:
         """Check every input (nothing in the session changes if one is wrong), then start training:
-        in a process of its own (`core.processes`: Train), or in this one (the step buttons, whose
-        run waits in the session between clicks).
+        in a process of its own with `process_threads` torch threads (`core.processes`: Train), or,
+        with None, in this one (the step buttons, whose run waits in the session between clicks).
 
         `inputs`: the Train event's values from the layer table to `causal`, session left out.
         """
@@ -59,10 +60,11 @@ class PageRun:
         train_config = train_config_from(epochs, batch_size, lr, seed, patience, stop_when_solved)
         causal = as_switch(causal, "causal mask")
         should_stop = functools.partial(session.should_stop, number)
-        if own_process:
+        if process_threads is not None:
             vocab = core.data.task_vocab(task_config.validate(limits))
             model_config = model_config_from(table, model_type, dropout, len(vocab), causal)
-            events = core.processes.TrainingProcess(task_config, model_config, train_config, should_stop, limits)
+            events = core.processes.TrainingProcess(task_config, model_config, train_config, should_stop, limits,
+                                                    process_threads)
             task, example = events.task, events.example
         else:
             full_task = core.data.make_task(task_config, limits)

@@ -63,7 +63,10 @@ def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val
         return
     inputs = (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
               epochs, batch_size, lr, seed, patience, stop_when_solved, causal)
-    run = PageRun.start(inputs, session, this_run, limits, own_process=True)  # checks all before the session changes
+    # checks everything before the session changes; the thread count is chosen here, since torch's own
+    # count is per thread, and a queue worker thread that never trained reads the default (all cores)
+    run = PageRun.start(inputs, session, this_run, limits,
+                        process_threads=core.training.threads_per_run(train_concurrency()))
     try:
         last_yield = 0.0
         for event in run.events:
@@ -93,7 +96,7 @@ def train_some(table, model_type, dropout, kind, seq_len, num_digits, train_size
     stop_at = {"step": core.training.StepEvent, "epoch": core.training.EpochEvent}[until]
     run = session.paused
     if run is None or run.finished or run.inputs != inputs:
-        run = session.paused = PageRun.start(inputs, session, session.start_run(), limits, own_process=False)
+        run = session.paused = PageRun.start(inputs, session, session.start_run(), limits, process_threads=None)
     if not run.lock.acquire(blocking=False):
         raise ValueError("the previous step is still training: wait for it, then press again")
     try:
