@@ -126,7 +126,7 @@ class TrainingProcess:
             raise self._death() from None
         if message[0] == "error":
             _, kind, text = message
-            raise {"ValueError": ValueError, "MemoryError": MemoryError}.get(kind, RuntimeError)(text)
+            raise kind(text)
         return message
 
     def _pass_on_stop(self) -> None:
@@ -179,14 +179,14 @@ def _run(page: Connection, task_config: TaskConfig, model_config: ModelConfig, t
         _send(page, ("error", _error_kind(error), str(error)))
 
 
-def _error_kind(error: Exception) -> str:
+def _error_kind(error: Exception) -> type[Exception]:
     """ValueError (a mistake in the inputs), MemoryError (a run too big for the machine; torch's allocator
-    says so in a RuntimeError), or RuntimeError for anything else."""
+    says so in a RuntimeError), or RuntimeError for anything else: what the page raises in its turn."""
     if isinstance(error, ValueError):
-        return "ValueError"
+        return ValueError
     if isinstance(error, MemoryError) or "can't allocate memory" in str(error):
-        return "MemoryError"
-    return "RuntimeError"
+        return MemoryError
+    return RuntimeError
 
 
 def _compact(event: StepEvent | EpochEvent | FitResult) -> tuple:
@@ -195,7 +195,7 @@ def _compact(event: StepEvent | EpochEvent | FitResult) -> tuple:
     from .training import EpochEvent, StepEvent
 
     if isinstance(event, StepEvent):
-        return ("step", replace(event, history=None))
+        return "step", replace(event, history=None)
     if isinstance(event, EpochEvent):
         return "epoch", replace(event, history=None, state=None,
                                 best_model=event.best_model if event.record.improved else None)

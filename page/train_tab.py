@@ -63,8 +63,8 @@ def train(table, model_type, dropout, kind, seq_len, num_digits, train_size, val
         return
     inputs = (table, model_type, dropout, kind, seq_len, num_digits, train_size, val_size, text,
               epochs, batch_size, lr, seed, patience, stop_when_solved, causal)
-    # checks everything before the session changes; the thread count is chosen here, since torch's own
-    # count is per thread, and a queue worker thread that never trained reads the default (all cores)
+    # checks everything before the session changes; the thread count is chosen here rather than read off
+    # torch, which still has its default (all cores) when a Train comes before the warm-up configured it
     run = PageRun.start(inputs, session, this_run, limits,
                         process_threads=core.training.threads_per_run(train_concurrency()))
     try:

@@ -20,10 +20,6 @@ MODEL = ModelConfig(len(task_vocab(TASK)), [16, 24], [32, 48], [2, 3], dropout=0
 TRAIN = TrainConfig(epochs=3, batch_size=16, lr=1e-2, seed=3)
 
 
-def drain(events):
-    return list(events)
-
-
 def comparable(history) -> tuple:
     """A history without its timing columns."""
     rows = [{k: v for k, v in row.items() if k not in ("elapsed_s", "tokens_per_s")} for row in history.to_json_rows()]
@@ -31,8 +27,8 @@ def comparable(history) -> tuple:
 
 
 def test_a_run_in_its_own_process_gives_the_events_of_the_same_run_in_process():
-    alone = drain(TrainingProcess(TASK, MODEL, TRAIN, lambda: False))
-    here = drain(train_task(make_task(TASK), MODEL, TRAIN))
+    alone = list(TrainingProcess(TASK, MODEL, TRAIN, lambda: False))
+    here = list(train_task(make_task(TASK), MODEL, TRAIN))
     assert [type(e) for e in alone] == [type(e) for e in here]
     steps = [(e.epoch, e.step, e.total_steps, e.loss, e.lr, e.position) for e in alone if isinstance(e, StepEvent)]
     assert steps == [(e.epoch, e.step, e.total_steps, e.loss, e.lr, e.position) for e in here
@@ -58,11 +54,11 @@ def test_the_process_hands_back_its_task_and_an_example_prompt():
 def test_two_runs_side_by_side_are_the_run_alone():
     """Threads in one process share torch's random generator (dropout, here 0.2): runs side by side
     drew each other's numbers. Processes don't."""
-    alone = drain(TrainingProcess(TASK, MODEL, TRAIN, lambda: False))[-1]
+    alone = list(TrainingProcess(TASK, MODEL, TRAIN, lambda: False))[-1]
     results = [None, None]
 
     def train(i):
-        results[i] = drain(TrainingProcess(TASK, MODEL, TRAIN, lambda: False))[-1]
+        results[i] = list(TrainingProcess(TASK, MODEL, TRAIN, lambda: False))[-1]
     threads = [threading.Thread(target=train, args=(i,)) for i in range(2)]
     for thread in threads:
         thread.start()
@@ -82,7 +78,7 @@ def test_a_config_mistake_is_raised_when_the_run_is_created():
 
 def test_stop_ends_the_run_with_a_model_kept():
     steps = []
-    events = drain(TrainingProcess(TASK, MODEL, TrainConfig(epochs=50, batch_size=16, seed=3),
+    events = list(TrainingProcess(TASK, MODEL, TrainConfig(epochs=50, batch_size=16, seed=3),
                                    lambda: len(steps) >= 3 or steps.append(1)))
     end = events[-1]
     assert end.stop_reason == "stopped" and end.best_model is not None
@@ -101,5 +97,5 @@ def test_a_process_killed_from_outside_is_an_error_that_says_so():
     next(run)
     os.kill(run._process.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
     with pytest.raises(MemoryError, match="out of memory: train a smaller model"):
-        drain(run)
+        list(run)
     assert torch.get_num_threads() == 1  # this process is untouched
