@@ -88,8 +88,7 @@ def main(epochs: int = 12) -> None:
         pass
     bare = time.perf_counter() - start
 
-    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
-                                quiet=True, **app.launch_options())
+    url = app.serve(app.demo, server_name="127.0.0.1", server_port=_free_port(), quiet=True)
     try:
         client = Client(url, analytics_enabled=False, verbose=False)
         table = {"headers": LAYER_HEADERS, "data": layers, "metadata": None}

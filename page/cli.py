@@ -18,9 +18,11 @@ def serve(argv: Sequence[str]) -> int:
                         help="0.0.0.0 to be reached from other machines")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
-    from .layout import build_demo, launch_options  # gradio loads only to serve
+    from .layout import build_demo, serve  # gradio loads only to serve
 
-    build_demo().launch(server_name=args.host, server_port=args.port, **launch_options())
+    demo = build_demo()
+    serve(demo, server_name=args.host, server_port=args.port)
+    demo.block_thread()
     return 0
 
 

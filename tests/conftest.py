@@ -46,11 +46,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def app_url():
-    """`app.demo` launched the way visitors get it (app.launch_options()); its URL."""
+    """`app.demo` served the way visitors get it (page.layout.serve, with its launch_options()); its URL."""
     import app
 
-    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1",
-                                server_port=_free_port(), quiet=True, **app.launch_options())
+    url = app.serve(app.demo, server_name="127.0.0.1", server_port=_free_port(), quiet=True)
     try:
         yield url
     finally:

@@ -33,6 +33,7 @@ from core.tasks import TASKS
 from core.training import StopReason
 from page import lessons, run, share, train_tab
 from page.inputs import DEFAULT_PRESET, PRESETS, user_errors
+from page.layout import launch_options
 from page.session import MAX_SNAPSHOTS, SNAPSHOT_MAX_HEADS, Session
 
 HEADERS = ["d_model", "dim_feedforward", "nhead"]
@@ -896,7 +897,7 @@ def test_the_readme_script_trains_reads_the_numbers_and_samples(app_url, capsys)
 
 def test_the_page_is_served_as_configured_not_by_chance(app_url):
     """SSR off, a bounded queue that says when it is full, and the "Use via API" link in the footer."""
-    options = app.launch_options()
+    options = launch_options()
     assert options["ssr_mode"] is False and "api" in options["footer_links"]
     assert app.demo._queue.max_size == 100  # PLAYGROUND_QUEUE_MAX_SIZE's default
     config = httpx.get(f"{app_url.rstrip('/')}/config", timeout=30).json()
