@@ -540,6 +540,22 @@ def _median_ms(run, repeats: int) -> float:
     return statistics.median(times)
 
 
+def weights_only_ms(model: torch.nn.Module, tokens: int, repeats: int) -> float:
+    """What reading every weight matrix once per token costs here: `tokens` rounds of one
+    matrix-vector product per matrix, nothing else. At batch 1 sampling cannot beat it, since each
+    new token needs every weight; it measures the machine's memory bandwidth, not our code."""
+    lookups = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}  # read a row, not all
+    matrices = [w for w in model.parameters() if w.dim() == 2 and id(w) not in lookups]
+    vectors = {m.size(1): torch.randn(1, m.size(1)) for m in matrices}  # (1, C_in) per input width
+
+    @torch.inference_mode()
+    def stream() -> None:
+        for _ in range(tokens):
+            for m in matrices:
+                torch.nn.functional.linear(vectors[m.size(1)], m)  # (1, C_in) -> (1, C_out)
+    return _median_ms(stream, repeats)
+
+
 def run_sampling(report: Report, peers: SimpleNamespace | None, repeats: int) -> None:
     """Untrained models of config M's size (speed does not depend on the weights), one prompt."""
     shape = SHAPES["M"]
@@ -552,7 +568,8 @@ def run_sampling(report: Report, peers: SimpleNamespace | None, repeats: int) ->
               lambda: generate(ours, prompt, config, block_size=shape.context), repeats),
           "ours(no cache)": _median_ms(
               lambda: generate(ours, prompt, config, block_size=shape.context, use_cache=False),
-              repeats)}
+              repeats),
+          "weights only": weights_only_ms(ours, NEW_TOKENS, repeats)}
     if peers:
         with _quiet():
             theirs = peers.nano.GPT(peers.nano.GPTConfig(
@@ -569,6 +586,9 @@ def run_sampling(report: Report, peers: SimpleNamespace | None, repeats: int) ->
           f"{ms['ours(no cache)']:,.0f} ms | {peer} | "
           f"{_ratio_text(_ratio(ms['ours(cache)'], ms.get('nanoGPT')))} (target ours <= 100 ms) "
           f"{verdict} [{NEW_TOKENS} tokens after {PROMPT_TOKENS}, batch 1, median of {repeats}]")
+    print(f"               the floor here: reading every weight once per token, {NEW_TOKENS} times, takes "
+          f"{ms['weights only']:,.0f} ms (memory bandwidth; ours(cache) spends "
+          f"{ms['ours(cache)'] - ms['weights only']:,.0f} ms beyond it)")
 
 
 # ---------------------------------------------------------------------------------------------
