@@ -520,6 +520,10 @@ def _print_throughput(report: Report, name: str, runs: dict, peak: dict[str, flo
         report.figure(f"throughput {name} {who} % of peak", percent, "%", higher_is_better=True)
         shares.append(f"{who} {gflops:,.0f} GFLOP/s = {percent:.0f}% of {kind} peak")
     print(f"peak share {name}   " + " | ".join(shares))
+    if theirs:  # how far the target is from what the machine can do at all
+        needed = goal * theirs["flops_per_token"] * theirs["tokens_per_s"] / 1e9
+        print(f"target {name}       {goal:g}x nanoGPT means {needed:,.0f} GFLOP/s: {100 * needed / peak['bf16']:.0f}% "
+              f"of the bf16 peak, {100 * needed / peak['fp32']:.0f}% of the fp32 peak")
 
 
 # ---------------------------------------------------------------------------------------------
