@@ -895,6 +895,18 @@ def test_the_readme_script_trains_reads_the_numbers_and_samples(app_url, capsys)
     assert any("`210120` → **`001122`** &nbsp; ✓ correct" in line for line in printed), printed
 
 
+def test_a_fresh_page_process_loads_gradio_without_rewriting_its_type_stubs():
+    """Gradio rewrites its .pyi stubs on every import, half of its import time (page/__init__.py
+    turns that off): in a new process the page has it off and still builds."""
+    code = ("import page.layout, gradio.component_meta as meta, gradio.blocks_events as events\n"
+            "for module in (meta, events):\n"
+            "    assert module.create_or_modify_pyi.__module__ == 'page', module.create_or_modify_pyi\n"
+            "page.layout.build_demo()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(app.__file__).parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_the_page_is_served_as_configured_not_by_chance(app_url):
     """SSR off, a bounded queue that says when it is full, and the "Use via API" link in the footer."""
     options = launch_options()
