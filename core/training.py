@@ -25,6 +25,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, S
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
 from . import distributed
+from .attention import plain_attention
 from .config import Limits, ModelConfig, TrainConfig, as_int
 from .data import IGNORE_INDEX, Task
 from .model import build_model
@@ -548,18 +549,20 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
 
 @contextlib.contextmanager
 def precision_context(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
-    """Autocast to `dtype` (None: plain float32); for bf16 on a CPU, attention on the math kernel.
+    """Autocast to `dtype` (None: plain float32); for bf16 on a CPU, attention as plain bf16 matmuls.
 
-    PyTorch's CPU flash-attention kernel is the faster one in float32 but not in bf16, where its
-    backward is slow for small heads. Measured forward + backward of causal attention on 2 cores,
-    head size 32: (64, 4, 64) flash 22.7 ms, math 10.6 ms; (32, 8, 128) flash 53.0 ms, math 31.0 ms.
-    The kernel is chosen in the forward pass and the backward follows it.
+    PyTorch's CPU attention kernels are slow in bf16 for small heads (core/attention.py has the
+    measurements): `plain_attention` answers the encoder layers' attention itself, which made the
+    whole training step of 4 x 128 and 6 x 256 models 1.2-1.4x faster. What it leaves to PyTorch
+    runs on the math kernel, the faster of PyTorch's two in bf16 here (forward + backward, head
+    size 32: (64, 4, 64) flash 22.7 ms, math 10.6 ms). The fp32 path keeps PyTorch's own choice.
     """
     with contextlib.ExitStack() as stack:
         if dtype is not None:
             stack.enter_context(torch.autocast(device.type, dtype=dtype))
             if device.type == "cpu" and dtype == torch.bfloat16:
-                stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+                stack.enter_context(plain_attention())
+                stack.enter_context(sdpa_kernel(SDPBackend.MATH))  # for the calls it leaves to PyTorch
         yield
 
 
