@@ -534,10 +534,10 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
     """bfloat16 for "bf16"; for "auto", where the hardware does bf16 matrix work natively (CPUs
     with AVX-512 BF16 or AMX, CUDA GPUs that support it) and the model is wide enough to gain.
 
-    Measured on a 2-core AVX-512 BF16 CPU (bench/peers.py, attention on the math kernel as
-    `precision_context` sets it): 4 x 128 trained 1.50x faster in bf16 and 6 x 256 1.58x, while
-    minGPT's 3 x 48 sort model ran at 0.69x (the casts cost more than its small matmuls save).
-    None means float32.
+    Measured on a 2-core AVX-512 BF16 CPU (bench/peers.py, with `precision_context`'s plain
+    attention): 4 x 128 trained 1.8x faster in bf16 and 6 x 256 1.9x, while the default 3 x 48
+    sort model gained nothing (44k tok/s either way; with PyTorch's attention kernels it ran at
+    0.69x): its matmuls are too small to repay the casts. None means float32.
     """
     if precision == "fp32":
         return None
