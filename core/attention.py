@@ -68,15 +68,26 @@ def _self_attention(query: torch.Tensor, num_heads: int, in_proj_weight: torch.T
     instead of on the (T, T) scores.
     """
     x = query.transpose(0, 1)  # (T, B, C) -> (B, T, C): the layer's batch-first tensor again, no copy
-    b, t, c = x.shape
-    head = c // num_heads
-    # (B, T, C) -> (B, T, 3C) -> (B, T, 3, H, Dh) -> (3, B, H, T, Dh) -> q, k, v each (B, H, T, Dh)
-    qkv = F.linear(x, in_proj_weight, in_proj_bias)
-    q, k, v = qkv.view(b, t, 3, num_heads, head).permute(2, 0, 3, 1, 4).unbind(0)
-    scores = (q * head ** -0.5) @ k.transpose(-2, -1)  # (B, H, T, Dh) @ (B, H, Dh, T) -> (B, H, T, T)
+    # (B, T, C) -> (B, T, 3C) -> q, k, v each (B, H, T, Dh)
+    q, k, v = split_heads(F.linear(x, in_proj_weight, in_proj_bias), num_heads)
+    scores = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)  # (B, H, T, Dh) @ (B, H, Dh, T) -> (B, H, T, T)
     if attn_mask is not None:
         scores = scores + attn_mask.to(scores.dtype)  # (B, H, T, T) + (T, T): -inf above the diagonal
     weights = F.dropout(scores.softmax(dim=-1), dropout_p, training)  # (B, H, T, T)
     heads = weights @ v  # (B, H, T, T) @ (B, H, T, Dh) -> (B, H, T, Dh)
-    # (B, H, T, Dh) -> (B, T, H, Dh) -> (B, T, C) -> out-projection -> (T, B, C), as the caller expects
-    return F.linear(heads.transpose(1, 2).reshape(b, t, c), out_proj_weight, out_proj_bias).transpose(0, 1)
+    # (B, H, T, Dh) -> (B, T, C) -> out-projection -> (T, B, C), as the caller expects
+    return F.linear(merge_heads(heads), out_proj_weight, out_proj_bias).transpose(0, 1)
+
+
+def split_heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A packed in-projection's output as `nn.MultiheadAttention` lays it out (all queries, then all
+    keys, then all values, each head a contiguous slice): (B, T, 3C) -> q, k, v of (B, H, T, Dh)."""
+    b, t, packed = qkv.shape
+    # (B, T, 3C) -> (B, T, 3, H, Dh) -> (3, B, H, T, Dh)
+    return qkv.view(b, t, 3, num_heads, packed // (3 * num_heads)).permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def merge_heads(heads: torch.Tensor) -> torch.Tensor:
+    """Per-head outputs side by side again, as the out-projection takes them: (B, H, T, Dh) -> (B, T, C)."""
+    b, h, t, dh = heads.shape
+    return heads.transpose(1, 2).reshape(b, t, h * dh)  # (B, H, T, Dh) -> (B, T, H, Dh) -> (B, T, C)

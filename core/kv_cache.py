@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import merge_heads, split_heads
 from .masks import generate_square_subsequent_mask
 from .model import _CausalLM
 
@@ -70,16 +71,11 @@ def _attention_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: L
     in-projection split into q, k, v, scaled dot-product attention per head, out-projection.
     """
     attn = layer.self_attn
-    b, t, c = x.shape
-    h = attn.num_heads
-    # (B, T_new, C) -> (B, T_new, 3C)
-    qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
-    # (B, T_new, 3C) -> (3, B, H, T_new, Dh) -> q, k, v each (B, H, T_new, Dh)
-    q, k, v = qkv.view(b, t, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
+    # (B, T_new, C) -> (B, T_new, 3C) -> q, k, v each (B, H, T_new, Dh)
+    q, k, v = split_heads(F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias), attn.num_heads)
     keys, values = cache.extend(k, v)  # (B, H, T_all, Dh) each
     heads = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, H, T_new, Dh)
-    # (B, H, T_new, Dh) -> (B, T_new, C)
-    return attn.out_proj(heads.transpose(1, 2).reshape(b, t, c))
+    return attn.out_proj(merge_heads(heads))  # (B, H, T_new, Dh) -> (B, T_new, C)
 
 
 def encoder_layer_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: LayerCache,

@@ -553,7 +553,7 @@ def precision_context(device: torch.device, dtype: torch.dtype | None) -> Iterat
 
     PyTorch's CPU attention kernels are slow in bf16 for small heads (core/attention.py has the
     measurements): `plain_attention` answers the encoder layers' attention itself, which made the
-    whole training step of 4 x 128 and 6 x 256 models 1.2-1.4x faster. What it leaves to PyTorch
+    whole training step of 4 x 128 and 6 x 256 models 1.15-1.3x faster. What it leaves to PyTorch
     runs on the math kernel, the faster of PyTorch's two in bf16 here (forward + backward, head
     size 32: (64, 4, 64) flash 22.7 ms, math 10.6 ms). The fp32 path keeps PyTorch's own choice.
     """
