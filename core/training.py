@@ -536,8 +536,9 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
 
     Measured on a 2-core AVX-512 BF16 CPU (bench/peers.py, with `precision_context`'s plain
     attention): 4 x 128 trained 1.8x faster in bf16 and 6 x 256 1.9x, while the default 3 x 48
-    sort model gained nothing (44k tok/s either way; with PyTorch's attention kernels it ran at
-    0.69x): its matmuls are too small to repay the casts. None means float32.
+    sort model gained little (44k tok/s either way in one pair of 6-epoch runs, 31k against 37k
+    in another; with PyTorch's attention kernels it ran at 0.69x) and would learn along other
+    paths than the fp32 ones its step counts were measured on. None means float32.
     """
     if precision == "fp32":
         return None
