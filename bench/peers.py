@@ -434,6 +434,29 @@ def ours_throughput(shape: Shape, precision: str, warmup: int, steps: int,
             "flops_per_token": flops_per_token(shape, parameters), "bf16": uses_bf16(precision)}
 
 
+def linear_matmuls_ms(shape: Shape, dtype: torch.dtype, repeats: int) -> float:
+    """One training step of the linear layers' matmuls alone, for our model of `shape`: per weight
+    matrix the forward product and the backward pair (input and weight gradients), in `dtype`.
+    No step can be shorter; what a step spends beyond it is attention, norms, activations,
+    casts and the optimizer."""
+    tokens = shape.batch * shape.context
+    model = build_model(ModelConfig(len(VOCAB), [shape.width] * shape.layers,
+                                    [4 * shape.width] * shape.layers, shape.heads, 0.0))
+    products = []
+    for weight in weight_matrices(model):  # (C_out, C_in)
+        w = weight.detach().to(dtype)
+        x = torch.randn(tokens, w.size(1), dtype=dtype)  # (B*T, C_in): the layer's input
+        dy = torch.randn(tokens, w.size(0), dtype=dtype)  # (B*T, C_out): its output's gradient
+        products.append((w, x, dy))
+
+    def step() -> None:
+        for w, x, dy in products:
+            x @ w.t()  # forward: (B*T, C_in) -> (B*T, C_out)
+            dy @ w  # input gradient: (B*T, C_out) -> (B*T, C_in)
+            dy.t() @ x  # weight gradient: (C_out, C_in)
+    return _median_ms(step, repeats)
+
+
 def nanogpt_throughput(nano, shape: Shape, warmup: int, steps: int) -> dict:
     """nanoGPT's GPT in fp32, dropout 0, AdamW from its configure_optimizers; a plain loop of
     forward, backward, clip 1.0, step over random tokens."""
@@ -524,6 +547,22 @@ def _print_throughput(report: Report, name: str, runs: dict, peak: dict[str, flo
         needed = goal * theirs["flops_per_token"] * theirs["tokens_per_s"] / 1e9
         print(f"target {name}       {goal:g}x nanoGPT means {needed:,.0f} GFLOP/s: {100 * needed / peak['bf16']:.0f}% "
               f"of the bf16 peak, {100 * needed / peak['fp32']:.0f}% of the fp32 peak")
+    mine = runs["ours(auto)"]
+    if theirs and mine and mine["bf16"]:
+        _print_matmul_floor(report, name, goal, theirs, mine)
+
+
+def _print_matmul_floor(report: Report, name: str, goal: float, theirs: dict, mine: dict) -> None:
+    """The target as a step time, and how much of it the linear layers' matmuls alone take."""
+    shape = SHAPES[name]
+    tokens = shape.batch * shape.context
+    floor_ms = linear_matmuls_ms(shape, torch.bfloat16, repeats=5)
+    goal_ms = 1000 * tokens / (goal * theirs["tokens_per_s"])
+    step_ms = 1000 * tokens / mine["tokens_per_s"]
+    report.figure(f"throughput {name} linear matmuls alone ms", floor_ms, "ms", higher_is_better=False)
+    print(f"floor {name}        a step at {goal:g}x nanoGPT is {goal_ms:,.0f} ms; the linear layers' matmuls alone "
+          f"(bf16, forward and backward) take {floor_ms:,.0f} ms of it, leaving {goal_ms - floor_ms:,.0f} ms for "
+          f"the rest; ours(auto) spends {step_ms - floor_ms:,.0f} ms on the rest ({step_ms:,.0f} ms a step)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -544,12 +583,18 @@ def _median_ms(run, repeats: int) -> float:
     return statistics.median(times)
 
 
+def weight_matrices(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Every weight matrix a token is multiplied by: all 2-D parameters but the embeddings' tables,
+    from which a token reads one row."""
+    lookups = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    return [w for w in model.parameters() if w.dim() == 2 and id(w) not in lookups]
+
+
 def weights_only_ms(model: torch.nn.Module, tokens: int, repeats: int) -> float:
     """What reading every weight matrix once per token costs here: `tokens` rounds of one
     matrix-vector product per matrix, nothing else. At batch 1 sampling cannot beat it, since each
     new token needs every weight; it measures the machine's memory bandwidth, not our code."""
-    lookups = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}  # read a row, not all
-    matrices = [w for w in model.parameters() if w.dim() == 2 and id(w) not in lookups]
+    matrices = weight_matrices(model)
     vectors = {m.size(1): torch.randn(1, m.size(1)) for m in matrices}  # (1, C_in) per input width
 
     @torch.inference_mode()
