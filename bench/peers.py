@@ -146,6 +146,37 @@ def load_peers(folder: Path) -> SimpleNamespace:
 
 
 # ---------------------------------------------------------------------------------------------
+# Timing, shared by the parts below
+# ---------------------------------------------------------------------------------------------
+
+def _median_ms(run: Callable[[], object], repeats: int) -> float:
+    """Median milliseconds of `run()` after one untimed call (first calls pay one-time costs)."""
+    return _interleaved_medians_ms({"run": run}, repeats)["run"]
+
+
+def _interleaved_medians_ms(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median milliseconds of each run, the runs taking turns round after round (after one untimed
+    call each). This machine's speed moves from minute to minute: taking turns puts every figure
+    in the same minutes, so their differences (ours against the floor) mean something."""
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def weight_matrices(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Every weight matrix a token is multiplied by: all 2-D parameters but the embeddings' tables,
+    from which a token reads one row."""
+    lookups = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    return [w for w in model.parameters() if w.dim() == 2 and id(w) not in lookups]
+
+
+# ---------------------------------------------------------------------------------------------
 # The machine's matmul peak
 # ---------------------------------------------------------------------------------------------
 
@@ -571,33 +602,6 @@ def _print_matmul_floor(report: Report, name: str, goal: float, theirs: dict, mi
 # ---------------------------------------------------------------------------------------------
 
 NEW_TOKENS, PROMPT_TOKENS = 64, 16
-
-
-def _median_ms(run: Callable[[], object], repeats: int) -> float:
-    """Median milliseconds of `run()` after one untimed call (first calls pay one-time costs)."""
-    return _interleaved_medians_ms({"run": run}, repeats)["run"]
-
-
-def _interleaved_medians_ms(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median milliseconds of each run, the runs taking turns round after round (after one untimed
-    call each). This machine's speed moves from minute to minute: taking turns puts every figure
-    in the same minutes, so their differences (ours against the floor) mean something."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) * 1000)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def weight_matrices(model: torch.nn.Module) -> list[torch.Tensor]:
-    """Every weight matrix a token is multiplied by: all 2-D parameters but the embeddings' tables,
-    from which a token reads one row."""
-    lookups = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    return [w for w in model.parameters() if w.dim() == 2 and id(w) not in lookups]
 
 
 def weights_only(model: torch.nn.Module, tokens: int) -> Callable[[], None]:
