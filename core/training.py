@@ -25,8 +25,8 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, S
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
 from . import distributed
-from .attention import plain_attention
 from .config import Limits, ModelConfig, TrainConfig, as_int
+from .cpu_kernels import cpu_bf16_kernels
 from .data import IGNORE_INDEX, Task
 from .model import build_model
 from .sampling import greedy_answers
@@ -534,8 +534,8 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
     """bfloat16 for "bf16"; for "auto", where the hardware does bf16 matrix work natively (CPUs
     with AVX-512 BF16 or AMX, CUDA GPUs that support it) and the model is wide enough to gain.
 
-    Measured on a 2-core AVX-512 BF16 CPU (bench/peers.py, with `precision_context`'s plain
-    attention): 4 x 128 trained 1.8x faster in bf16 and 6 x 256 1.9x, while the default 3 x 48
+    Measured on a 2-core AVX-512 BF16 CPU (bench/peers.py, dropout 0, with `precision_context`'s
+    plain attention): 4 x 128 trained 1.8x faster in bf16 and 6 x 256 1.9x, while the default 3 x 48
     sort model gained little (44k tok/s either way in one pair of 6-epoch runs, 31k against 37k
     in another; with PyTorch's attention kernels it ran at 0.69x) and would learn along other
     paths than the fp32 ones its step counts were measured on. None means float32.
@@ -550,19 +550,20 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
 
 @contextlib.contextmanager
 def precision_context(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
-    """Autocast to `dtype` (None: plain float32); for bf16 on a CPU, attention as plain bf16 matmuls.
+    """Autocast to `dtype` (None: plain float32); for bf16 on a CPU, `cpu_bf16_kernels` too.
 
-    PyTorch's CPU attention kernels are slow in bf16 for small heads (core/attention.py has the
-    measurements): `plain_attention` answers the encoder layers' attention itself, which made the
-    whole training step of 4 x 128 and 6 x 256 models 1.15-1.3x faster. What it leaves to PyTorch
-    runs on the math kernel, the faster of PyTorch's two in bf16 here (forward + backward, head
-    size 32: (64, 4, 64) flash 22.7 ms, math 10.6 ms). The fp32 path keeps PyTorch's own choice.
+    PyTorch's CPU attention and dropout kernels are slow here (core/cpu_kernels.py has the
+    measurements). Plain bf16 attention made the whole training step of 4 x 128 and 6 x 256
+    models 1.15-1.3x faster, and the cheaper dropout mask another 1.5-1.8x where dropout is on.
+    What the mode leaves to PyTorch runs on the math kernel, the faster of PyTorch's two in bf16
+    here (forward + backward, head size 32: (64, 4, 64) flash 22.7 ms, math 10.6 ms). The fp32
+    path keeps PyTorch's own choices.
     """
     with contextlib.ExitStack() as stack:
         if dtype is not None:
             stack.enter_context(torch.autocast(device.type, dtype=dtype))
             if device.type == "cpu" and dtype == torch.bfloat16:
-                stack.enter_context(plain_attention())
+                stack.enter_context(cpu_bf16_kernels())
                 stack.enter_context(sdpa_kernel(SDPBackend.MATH))  # for the calls it leaves to PyTorch
         yield
 

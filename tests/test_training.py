@@ -584,7 +584,7 @@ def attention_kernels_run(dtype):
 
 def test_cpu_bf16_attention_runs_as_plain_matmuls_and_float32_keeps_flash():
     """bf16 on a CPU runs attention as plain matmuls, forward and backward (PyTorch's kernels are
-    slow there, see core/attention.py); float32 keeps PyTorch's default choice, the flash kernel."""
+    slow there, see core/cpu_kernels.py); float32 keeps PyTorch's default choice, the flash kernel."""
     bf16 = attention_kernels_run(torch.bfloat16)
     fp32 = attention_kernels_run(None)
     assert bf16 == set(), bf16
