@@ -12,7 +12,8 @@ Measured on 2 cores (AMD EPYC, AVX-512 BF16):
       (32, 8, 128)          48.4 ms     29.8-37.7 ms     10.7-13.1 ms
 
 - Dropout. PyTorch draws a dropout mask one element at a time from its Mersenne Twister (its
-  vectorised path is for Intel CPUs only): about 6 ns per element here, 0.8 ms for a
+  vectorised MKL path was for Intel CPUs only, and open-source builds now leave it off while
+  pytorch/pytorch#132395 is open): about 6 ns per element here, 0.8 ms for a
   (64, 12, 192) tensor that a multiply crosses in 0.015 ms. With dropout 0.05, a 4 x 128 model's
   bf16 step took 2.3x as long as without. `fast_dropout` draws one 64-bit number per four
   elements: 2.6x faster on that tensor.
