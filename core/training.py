@@ -554,7 +554,7 @@ def precision_context(device: torch.device, dtype: torch.dtype | None) -> Iterat
 
     PyTorch's CPU attention and dropout kernels are slow here (core/cpu_kernels.py has the
     measurements). Plain bf16 attention made the whole training step of 4 x 128 and 6 x 256
-    models 1.15-1.3x faster, and the cheaper dropout mask another 1.5-1.8x where dropout is on.
+    models 1.15-1.3x faster, and the cheaper dropout mask another 1.4-1.7x where dropout is on.
     What the mode leaves to PyTorch runs on the math kernel, the faster of PyTorch's two in bf16
     here (forward + backward, head size 32: (64, 4, 64) flash 22.7 ms, math 10.6 ms). The fp32
     path keeps PyTorch's own choices.
