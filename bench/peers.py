@@ -405,6 +405,11 @@ class Shape:
     context: int
     batch: int
 
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        """Our model of this shape: feed-forward 4x the width, no dropout (as nanoGPT is run)."""
+        return ModelConfig(vocab_size, [self.width] * self.layers, [4 * self.width] * self.layers,
+                           self.heads, 0.0)
+
 
 SHAPES = {"S": Shape(4, 128, 4, 64, 64), "M": Shape(6, 256, 8, 128, 32)}
 GOALS = {"S": 1.5, "M": 2.0}  # ours / nanoGPT tokens per second
@@ -451,8 +456,7 @@ def ours_throughput(shape: Shape, precision: str, warmup: int, steps: int,
         return None
     task = make_task(TaskConfig(kind="text", seq_len=shape.context, val_size=shape.batch,
                                 train_size=shape.batch * (warmup + steps), seed=0, text=text))
-    model_config = ModelConfig(len(task.vocab), [shape.width] * shape.layers,
-                               [4 * shape.width] * shape.layers, shape.heads, 0.0)
+    model_config = shape.model_config(len(task.vocab))
     times = {}
     for event in train_task(task, model_config, train_config):
         if isinstance(event, StepEvent):
@@ -472,8 +476,7 @@ def linear_matmuls_ms(shape: Shape, dtype: torch.dtype, repeats: int) -> float:
     No step can be shorter; what a step spends beyond it is attention, norms, activations,
     casts and the optimizer."""
     tokens = shape.batch * shape.context
-    model = build_model(ModelConfig(len(VOCAB), [shape.width] * shape.layers,
-                                    [4 * shape.width] * shape.layers, shape.heads, 0.0))
+    model = build_model(shape.model_config(len(VOCAB)))
     products = []
     for weight in weight_matrices(model):  # (C_out, C_in)
         w = weight.detach().to(dtype)
@@ -624,8 +627,7 @@ def run_sampling(report: Report, peers: SimpleNamespace | None, repeats: int) ->
     shape = SHAPES["M"]
     torch.manual_seed(0)
     prompt = torch.randint(len(VOCAB), (1, PROMPT_TOKENS))  # (1, P)
-    ours = build_model(ModelConfig(len(VOCAB), [shape.width] * shape.layers,
-                                   [4 * shape.width] * shape.layers, shape.heads, 0.0)).eval()
+    ours = build_model(shape.model_config(len(VOCAB))).eval()
     config = SampleConfig(max_new_tokens=NEW_TOKENS, greedy=True)
     runs = {"ours(cache)": lambda: generate(ours, prompt, config, block_size=shape.context),
             "ours(no cache)": lambda: generate(ours, prompt, config, block_size=shape.context,
