@@ -34,11 +34,20 @@ def is_main() -> bool:
 
 
 def start(device: torch.device) -> torch.device:
-    """Join torchrun's process group (once); the device this rank trains on."""
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    """Join torchrun's process group (once); the device this rank trains on.
+
+    On GPUs, DDP's gradients go through NCCL and the loop's small votes and sums (`agree`,
+    `total`: CPU tensors) through gloo: NCCL has no CPU tensors.
+    """
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(f"torchrun started more processes on this machine than it has GPUs "
+                             f"({torch.cuda.device_count()}): use --nproc_per_node {torch.cuda.device_count()} "
+                             "or --device cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
 
