@@ -40,11 +40,10 @@ def start(device: torch.device) -> torch.device:
     `total`: CPU tensors) through gloo: NCCL has no CPU tensors.
     """
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        if device.index >= torch.cuda.device_count():
-            raise ValueError(f"torchrun started more processes on this machine than it has GPUs "
-                             f"({torch.cuda.device_count()}): use --nproc_per_node {torch.cuda.device_count()} "
-                             "or --device cpu")
+        device, gpus = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))), torch.cuda.device_count()
+        if device.index >= gpus:
+            raise ValueError(f"torchrun started more processes on this machine than it has GPUs ({gpus}): "
+                             f"use --nproc_per_node {gpus} or --device cpu")
     if not dist.is_initialized():
         dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":

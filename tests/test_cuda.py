@@ -95,8 +95,6 @@ def test_the_cache_gives_the_same_tokens_on_the_gpu(sampling):
 
 TINY = ["--task", "sort", "--seq-len", "4", "--num-digits", "3", "--train-size", "64", "--val-size", "16",
         "--d-model", "16", "--dim-feedforward", "32", "--nhead", "2", "--batch-size", "16", "--quiet"]
-
-
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone")
 
 
