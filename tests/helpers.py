@@ -16,6 +16,7 @@ from torch import nn
 from core.config import ModelConfig, TaskConfig
 from core.data import Task, make_task
 from core.model import build_model
+from core.training import precision_context
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -119,3 +120,15 @@ class AlwaysToken(nn.Module):
         logits = torch.zeros(b, t, self.vocab_size)
         logits[..., self.token_id] = 10.0
         return logits + 0 * self.dummy
+
+
+def attention_kernels_run(dtype: torch.dtype | None, device: str = "cpu") -> set[str]:
+    """Names of the attention kernels one training step of a small model runs under `dtype` on `device`,
+    through `core.training.precision_context` as the training loop enters it."""
+    model = build_model(ModelConfig(7, [32, 32], [64, 64], 2, 0.0), device)
+    x = torch.randint(7, (4, 6), device=device)  # (B, T)
+    with torch.profiler.profile() as profile:
+        with precision_context(torch.device(device), dtype):
+            loss = model(x).float().logsumexp(-1).mean()  # (B, T, V) -> ()
+        loss.backward()
+    return {e.key for e in profile.key_averages() if "scaled_dot_product" in e.key}

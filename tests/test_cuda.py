@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_model
+from helpers import attention_kernels_run, tiny_model
 
 import core.training as training
 from core.checkpoint import load_checkpoint
@@ -71,13 +71,7 @@ def test_gpu_bf16_keeps_pytorchs_attention_kernels(monkeypatch):
     """The CPU's bf16 mode is for CPUs only: on CUDA a bf16 step runs PyTorch's fused attention."""
     entered = []
     monkeypatch.setattr(training, "cpu_bf16_kernels", lambda: entered.append(1) or cpu_bf16_kernels())
-    model = tiny_model(7, [32, 32], [64, 64], nhead=2).to(CUDA)
-    x = torch.randint(7, (4, 6), device=CUDA)  # (B, T)
-    with torch.profiler.profile() as profile:
-        with training.precision_context(CUDA, torch.bfloat16):
-            loss = model(x).float().logsumexp(-1).mean()  # (B, T, V) -> ()
-        loss.backward()
-    kernels = {e.key for e in profile.key_averages() if "scaled_dot_product" in e.key}
+    kernels = attention_kernels_run(torch.bfloat16, "cuda")
     assert not entered
     assert any("flash" in k or "efficient" in k or "cudnn" in k for k in kernels), kernels
 

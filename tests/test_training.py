@@ -10,6 +10,7 @@ import torch
 from helpers import (  # noqa: F401
     AlwaysToken,
     CopyOracle,
+    attention_kernels_run,
     model_config_for,
     one_torch_thread,
     same_weights,
@@ -569,17 +570,6 @@ def test_bf16_and_fp32_loss_curves_agree():
     for (train32, val32), (train16, val16) in zip(curves["fp32"], curves["bf16"]):
         assert train16 == pytest.approx(train32, rel=0.05) and val16 == pytest.approx(val32, rel=0.05)
     assert curves["fp32"] != curves["bf16"], "bf16 really ran"
-
-
-def attention_kernels_run(dtype):
-    """Names of the attention kernels one training step of a small model runs under `dtype`."""
-    model = build_model(ModelConfig(7, [32, 32], [64, 64], 2, 0.0))
-    x = torch.randint(7, (4, 6))  # (B, T)
-    with torch.profiler.profile() as profile:
-        with training.precision_context(torch.device("cpu"), dtype):
-            loss = model(x).float().logsumexp(-1).mean()  # (B, T, V) -> ()
-        loss.backward()
-    return {e.key for e in profile.key_averages() if "scaled_dot_product" in e.key}
 
 
 def test_cpu_bf16_attention_runs_as_plain_matmuls_and_float32_keeps_flash():
