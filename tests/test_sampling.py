@@ -244,9 +244,10 @@ def cached_and_uncached(m, prompt_ids, block_size=None, **config_kwargs):
 
 @pytest.mark.parametrize("make_model", [model, widths_model, simple_model])
 @pytest.mark.parametrize("sampling", SAMPLINGS)
-def test_cache_gives_the_same_tokens(make_model, sampling):
-    cached, uncached = cached_and_uncached(make_model(), batch_of_prompts(), max_new_tokens=20, **sampling)
-    assert cached.shape == (3, 20)
+@pytest.mark.parametrize("batch", [1, 3])  # one row takes the cache's matrix-vector path
+def test_cache_gives_the_same_tokens(make_model, sampling, batch):
+    cached, uncached = cached_and_uncached(make_model(), batch_of_prompts()[:batch], max_new_tokens=20, **sampling)
+    assert cached.shape == (batch, 20)
     assert torch.equal(cached, uncached)
 
 
@@ -275,10 +276,11 @@ def test_cache_past_the_positional_table():
 
 
 @pytest.mark.parametrize("make_model", [widths_model, simple_model])
-def test_cached_logits_match_the_forward_pass(make_model):
+@pytest.mark.parametrize("batch", [1, 3])
+def test_cached_logits_match_the_forward_pass(make_model, batch):
     m = make_model().eval()
     decoder = CachedDecoder(m)
-    ids = batch_of_prompts()
+    ids = batch_of_prompts()[:batch]
     with torch.no_grad():
         for _ in range(130):  # runs past the table's initial 128 positions
             logits = decoder.next_logits(ids)  # (B, V)
@@ -327,12 +329,12 @@ def test_models_without_a_cache_are_re_run_whole():
 
 
 @settings(max_examples=25, deadline=None)
-@given(stack=layer_stacks(max_layers=3), prompt_len=st.integers(1, 6),
+@given(stack=layer_stacks(max_layers=3), batch=st.integers(1, 2), prompt_len=st.integers(1, 6),
        block_size=st.one_of(st.none(), st.integers(1, 8)), seed=st.integers(0, 2**16))
-def test_cache_matches_re_encoding_for_any_stack(stack, prompt_len, block_size, seed):
+def test_cache_matches_re_encoding_for_any_stack(stack, batch, prompt_len, block_size, seed):
     d_models, ffs, heads = stack
     m = tiny_model(VOCAB, d_models, ffs, nhead=heads, seed=seed)
-    prompt_ids = torch.randint(0, VOCAB, (2, prompt_len), generator=torch.Generator().manual_seed(seed))
+    prompt_ids = torch.randint(0, VOCAB, (batch, prompt_len), generator=torch.Generator().manual_seed(seed))
     for sampling in (dict(greedy=True), dict(temperature=1.0, seed=seed)):
         cached, uncached = cached_and_uncached(m, prompt_ids, block_size, max_new_tokens=10, **sampling)
         assert torch.equal(cached, uncached)
