@@ -70,9 +70,11 @@ class StepLinear:
     how fast that product reads the weights. `F.linear` hands it to MKL, which on the README's
     2-core AMD machine streamed a config-M model's weights at 9-17 GB/s on one thread and didn't
     use the second. Multiplying elementwise and summing each row read them 1.5x as fast on one
-    thread and 2x on two (64 tokens' worth: 78 against 122 ms, 54 against 118 ms), and writing the
-    products into one work buffer, the same memory every time, instead of a new tensor each
-    product took a sampler's 64 tokens from 182 to 156 ms (medians of 21, two threads).
+    thread and 2x on two (64 tokens' worth of products alone: 78 against 122 ms, 54 against
+    118 ms). Writing the products into one work buffer, the same memory every time, instead of a
+    new tensor each time, changed little for the products alone but took a sampler's 64 tokens
+    from 182 to 156 ms (medians of 21, two threads), presumably since the new tensors landed at
+    new addresses between the token's other operations, outside the caches.
 
     More than one row is a matrix product, where `F.linear` wins, and GPUs keep it too (measured
     on CPUs only). The sum runs in another order than the matrix product's, as any two kernels'

@@ -310,6 +310,21 @@ def test_cache_holds_only_keys_and_values_never_a_weight():
             assert kept.untyped_storage().data_ptr() not in weights
 
 
+def test_one_row_products_go_to_a_work_buffer_not_a_weight():
+    m = widths_model().eval()
+    weights = {p.untyped_storage().data_ptr() for p in m.parameters()}
+    decoder = CachedDecoder(m)
+    ids = batch_of_prompts()[:1]  # (1, T)
+    with torch.no_grad():
+        for _ in range(3):  # the prompt as a matrix product, then one row at a time
+            ids = torch.cat([ids, decoder.next_logits(ids).argmax(-1, keepdim=True)], dim=1)
+    products = decoder.linear.products
+    assert products is not None and products.untyped_storage().data_ptr() not in weights
+    # as large as the largest matrix a step multiplies by: the layers' and projections' weights
+    layer_matrices = [p for p in m.layers.parameters() if p.dim() == 2]
+    assert products.numel() == max(p.numel() for p in layer_matrices)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_cache_restores_the_mode_and_leaves_no_gradients(training):
     m = widths_model()
