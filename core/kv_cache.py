@@ -13,6 +13,10 @@ Nothing here holds a weight: each step reads `norm1`, `self_attn.in_proj_weight`
 
 from __future__ import annotations
 
+import functools
+import platform
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,30 +67,45 @@ class LayerCache:
         self.keys, self.values = keys, values
 
 
+@functools.cache
+def mkl_on_an_amd_cpu() -> bool:
+    """Whether PyTorch's BLAS here is MKL running on an AMD CPU, where MKL takes slow code paths."""
+    if not torch.backends.mkl.is_available():
+        return False
+    try:
+        cpu = Path("/proc/cpuinfo").read_text()  # Linux: one vendor_id line per core
+    except OSError:
+        cpu = platform.processor()  # Windows names the vendor here
+    return "AuthenticAMD" in cpu
+
+
 class StepLinear:
     """`F.linear(x, weight, bias)` for a sampling step's positions: (..., C_in) -> (..., C_out).
 
     At batch 1 every new token multiplies each weight matrix by one vector, so sampling is bound by
-    how fast that product reads the weights. `F.linear` hands it to MKL, which on the README's
-    2-core AMD machine streamed a config-M model's weights at 9-17 GB/s on one thread and didn't
-    use the second. Multiplying elementwise and summing each row read them 1.5x as fast on one
-    thread and 2x on two (64 tokens' worth of products alone: 78 against 122 ms, 54 against
-    118 ms). Writing the products into one work buffer, the same memory every time, instead of a
-    new tensor each time, changed little for the products alone but took a sampler's 64 tokens
-    from 182 to 156 ms (medians of 21, two threads), presumably since the new tensors landed at
-    new addresses between the token's other operations, outside the caches.
+    how fast that product reads the weights. `F.linear` hands it to the BLAS, and where that is MKL
+    on an AMD CPU (the README's 2-core machine) it streamed a config-M model's weights at 9-17 GB/s
+    on one thread and didn't use the second. There, multiplying elementwise and summing each row
+    read them 1.5x as fast on one thread and 2x on two (64 tokens' worth of products alone: 78
+    against 122 ms, 54 against 118 ms). Writing the products into one work buffer, the same memory
+    every time, instead of a new tensor each time, changed little for the products alone but took
+    a sampler's 64 tokens from 182 to 156 ms (medians of 21, two threads), presumably since the
+    new tensors landed at new addresses between the token's other operations, outside the caches.
+    On an Intel Xeon MKL's own product won, 2.2-2.5x as fast as the summed products (34 against
+    76 ms on two threads), so `sum_products` defaults to `mkl_on_an_amd_cpu()`.
 
-    More than one row is a matrix product, where `F.linear` wins, and GPUs keep it too (measured
-    on CPUs only). The sum runs in another order than the matrix product's, as any two kernels'
-    do: logits agree to rounding, and the tests check that the tokens are the same. The buffer
-    holds products, never a weight; it is as large as the largest weight matrix met.
+    More than one row is a matrix product, where `F.linear` wins, and GPUs keep it too. The sum
+    runs in another order than the matrix product's, as any two kernels' do: logits agree to
+    rounding, and the tests check that the tokens are the same either way. The buffer holds
+    products, never a weight; it is as large as the largest weight matrix met.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sum_products: bool | None = None) -> None:
+        self.sum_products = mkl_on_an_amd_cpu() if sum_products is None else sum_products
         self.products: torch.Tensor | None = None  # (numel,) work space
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if x.numel() != x.size(-1) or x.device.type != "cpu":
+        if not self.sum_products or x.numel() != x.size(-1) or x.device.type != "cpu":
             return F.linear(x, weight, bias)
         products = torch.mul(weight, x.view(-1), out=self._work_space(weight))  # (C_out, C_in) * (C_in,)
         out = products.sum(-1)  # (C_out, C_in) -> (C_out,)

@@ -77,13 +77,14 @@ def test_gpu_bf16_keeps_pytorchs_attention_kernels(monkeypatch):
 
 
 @pytest.mark.parametrize("sampling", [dict(greedy=True), dict(temperature=1.2, top_k=4, top_p=0.9, seed=3)])
-def test_the_cache_gives_the_same_tokens_on_the_gpu(sampling):
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_cache_gives_the_same_tokens_on_the_gpu(sampling, batch):
     model = tiny_model(9, [16, 24, 16], nhead=[2, 3, 2], dropout=0.1, seed=5).to(CUDA)
-    prompts = torch.randint(0, 9, (3, 5), device=CUDA)  # (B, T)
+    prompts = torch.randint(0, 9, (batch, 5), device=CUDA)  # (B, T)
     config = SampleConfig(max_new_tokens=20, **sampling)
     cached = generate(model, prompts, config, block_size=12)
     uncached = generate(model, prompts, config, block_size=12, use_cache=False)
-    assert cached.device.type == "cuda" and cached.shape == (3, 20)
+    assert cached.device.type == "cuda" and cached.shape == (batch, 20)
     assert torch.equal(cached, uncached)
 
 

@@ -1,11 +1,14 @@
 """Sampling: greedy, temperature, top-k, top-p, seeds, the model left as it was, the key/value cache."""
 
+from unittest import mock
+
 import pytest
 import torch
 from helpers import FixedLogits, layer_stacks, one_torch_thread, tiny_model, tiny_task  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core import kv_cache
 from core.config import Limits, SampleConfig
 from core.kv_cache import CachedDecoder, supports_kv_cache
 from core.sampling import generate, greedy_answers, sample_text
@@ -236,6 +239,13 @@ SAMPLINGS = [dict(greedy=True), dict(temperature=1.3, seed=2), dict(top_k=3, see
              dict(top_p=0.8, seed=4), dict(temperature=0.7, top_k=4, top_p=0.9, seed=5)]
 
 
+@pytest.fixture(params=[True, False], ids=["summed products", "F.linear"])
+def one_row_products(request, monkeypatch):
+    """Both ways a step multiplies one row by a weight matrix, whichever this CPU would pick."""
+    monkeypatch.setattr(kv_cache, "mkl_on_an_amd_cpu", lambda: request.param)
+    return request.param
+
+
 def cached_and_uncached(m, prompt_ids, block_size=None, **config_kwargs):
     config = SampleConfig(**config_kwargs)
     return (generate(m, prompt_ids, config, block_size=block_size),
@@ -245,7 +255,7 @@ def cached_and_uncached(m, prompt_ids, block_size=None, **config_kwargs):
 @pytest.mark.parametrize("make_model", [model, widths_model, simple_model])
 @pytest.mark.parametrize("sampling", SAMPLINGS)
 @pytest.mark.parametrize("batch", [1, 3])  # one row takes the cache's matrix-vector path
-def test_cache_gives_the_same_tokens(make_model, sampling, batch):
+def test_cache_gives_the_same_tokens(make_model, sampling, batch, one_row_products):
     cached, uncached = cached_and_uncached(make_model(), batch_of_prompts()[:batch], max_new_tokens=20, **sampling)
     assert cached.shape == (batch, 20)
     assert torch.equal(cached, uncached)
@@ -277,7 +287,7 @@ def test_cache_past_the_positional_table():
 
 @pytest.mark.parametrize("make_model", [widths_model, simple_model])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_cached_logits_match_the_forward_pass(make_model, batch):
+def test_cached_logits_match_the_forward_pass(make_model, batch, one_row_products):
     m = make_model().eval()
     decoder = CachedDecoder(m)
     ids = batch_of_prompts()[:batch]
@@ -310,7 +320,8 @@ def test_cache_holds_only_keys_and_values_never_a_weight():
             assert kept.untyped_storage().data_ptr() not in weights
 
 
-def test_one_row_products_go_to_a_work_buffer_not_a_weight():
+def test_one_row_products_go_to_a_work_buffer_not_a_weight(monkeypatch):
+    monkeypatch.setattr(kv_cache, "mkl_on_an_amd_cpu", lambda: True)
     m = widths_model().eval()
     weights = {p.untyped_storage().data_ptr() for p in m.parameters()}
     decoder = CachedDecoder(m)
@@ -345,11 +356,13 @@ def test_models_without_a_cache_are_re_run_whole():
 
 @settings(max_examples=25, deadline=None)
 @given(stack=layer_stacks(max_layers=3), batch=st.integers(1, 2), prompt_len=st.integers(1, 6),
-       block_size=st.one_of(st.none(), st.integers(1, 8)), seed=st.integers(0, 2**16))
-def test_cache_matches_re_encoding_for_any_stack(stack, batch, prompt_len, block_size, seed):
+       block_size=st.one_of(st.none(), st.integers(1, 8)), seed=st.integers(0, 2**16),
+       sum_products=st.booleans())
+def test_cache_matches_re_encoding_for_any_stack(stack, batch, prompt_len, block_size, seed, sum_products):
     d_models, ffs, heads = stack
     m = tiny_model(VOCAB, d_models, ffs, nhead=heads, seed=seed)
     prompt_ids = torch.randint(0, VOCAB, (batch, prompt_len), generator=torch.Generator().manual_seed(seed))
-    for sampling in (dict(greedy=True), dict(temperature=1.0, seed=seed)):
-        cached, uncached = cached_and_uncached(m, prompt_ids, block_size, max_new_tokens=10, **sampling)
-        assert torch.equal(cached, uncached)
+    with mock.patch.object(kv_cache, "mkl_on_an_amd_cpu", lambda: sum_products):
+        for sampling in (dict(greedy=True), dict(temperature=1.0, seed=seed)):
+            cached, uncached = cached_and_uncached(m, prompt_ids, block_size, max_new_tokens=10, **sampling)
+            assert torch.equal(cached, uncached)
