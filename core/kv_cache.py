@@ -67,6 +67,13 @@ class LayerCache:
         self.keys, self.values = keys, values
 
 
+# Weight matrices of at least this many bytes in all are read from memory at every token, not from
+# the caches. On the README's 2-core AMD machine (32 MB of L3, shared with other machines), MKL's
+# matrix-vector product beat the summed products (see StepLinear) up to 10 MB of weights (23
+# against 34 us a product at 6 MB) and lost from 18 MB on (77-83 against 46-64 us).
+STREAMED_WEIGHT_BYTES = 16 * 2**20
+
+
 @functools.cache
 def mkl_on_an_amd_cpu() -> bool:
     """Whether PyTorch's BLAS here is MKL running on an AMD CPU, where MKL takes slow code paths."""
@@ -79,45 +86,61 @@ def mkl_on_an_amd_cpu() -> bool:
     return "AuthenticAMD" in cpu
 
 
+def sum_products_for(model: _CausalLM) -> bool:
+    """Whether `StepLinear` should sum products for this model here: MKL on an AMD CPU, and more
+    weights in the layers than the caches hold (`STREAMED_WEIGHT_BYTES`)."""
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.layer_stack().parameters() if p.dim() == 2)
+    return mkl_on_an_amd_cpu() and weight_bytes >= STREAMED_WEIGHT_BYTES
+
+
 class StepLinear:
     """`F.linear(x, weight, bias)` for a sampling step's positions: (..., C_in) -> (..., C_out).
 
     At batch 1 every new token multiplies each weight matrix by one vector, so sampling is bound by
     how fast that product reads the weights. `F.linear` hands it to the BLAS, and where that is MKL
-    on an AMD CPU (the README's 2-core machine) it streamed a config-M model's weights at 9-17 GB/s
-    on one thread and didn't use the second. There, multiplying elementwise and summing each row
-    read them 1.5x as fast on one thread and 2x on two (64 tokens' worth of products alone: 78
-    against 122 ms, 54 against 118 ms). Writing the products into one work buffer, the same memory
-    every time, instead of a new tensor each time, changed little for the products alone but took
-    a sampler's 64 tokens from 182 to 156 ms (medians of 21, two threads), presumably since the
-    new tensors landed at new addresses between the token's other operations, outside the caches.
-    On an Intel Xeon MKL's own product won, 2.2-2.5x as fast as the summed products (34 against
-    76 ms on two threads), so `sum_products` defaults to `mkl_on_an_amd_cpu()`.
+    on an AMD CPU (the README's 2-core machine) it streamed a config-M model's 19 MB of weights at
+    9-17 GB/s on one thread and didn't use the second. There, multiplying elementwise and summing
+    each row read them 1.5x as fast on one thread and 2x on two (64 tokens' worth of products
+    alone: 78 against 122 ms, 54 against 118 ms). Writing the products into one work buffer, the
+    same memory every time, instead of a new tensor each time, changed little for the products
+    alone but took a sampler's 64 tokens from 182 to 156 ms (medians of 21, two threads),
+    presumably since the new tensors landed at new addresses between the token's other
+    operations, outside the caches. Weights that the caches hold go faster through MKL, and on an
+    Intel Xeon MKL's product won at config M's size too, 2.2-2.5x as fast as the summed products
+    (34 against 76 ms on two threads): `sum_products_for` decides.
 
     More than one row is a matrix product, where `F.linear` wins, and GPUs keep it too. The sum
     runs in another order than the matrix product's, as any two kernels' do: logits agree to
     rounding, and the tests check that the tokens are the same either way. The buffer holds
-    products, never a weight; it is as large as the largest weight matrix met.
+    products, never a weight; it is as large as the largest weight matrix met. Inference only
+    (`out=` takes no gradients).
     """
 
-    def __init__(self, sum_products: bool | None = None) -> None:
-        self.sum_products = mkl_on_an_amd_cpu() if sum_products is None else sum_products
+    def __init__(self, sum_products: bool) -> None:
+        self.sum_products = sum_products
         self.products: torch.Tensor | None = None  # (numel,) work space
+        self.views: dict[torch.Size, torch.Tensor] = {}  # per weight shape, the buffer seen as it
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if not self.sum_products or x.numel() != x.size(-1) or x.device.type != "cpu":
+        if not (self.sum_products and x.is_cpu and x.numel() == x.size(-1)):
             return F.linear(x, weight, bias)
         products = torch.mul(weight, x.view(-1), out=self._work_space(weight))  # (C_out, C_in) * (C_in,)
         out = products.sum(-1)  # (C_out, C_in) -> (C_out,)
         if bias is not None:
-            out = out + bias
-        return out.view(*x.shape[:-1], -1)  # (C_out,) -> (..., C_out)
+            out += bias
+        return out.view(x.shape[:-1] + (-1,))  # (C_out,) -> (..., C_out)
 
     def _work_space(self, like: torch.Tensor) -> torch.Tensor:
-        """The first numel of the buffer, shaped as `like`; a larger buffer when `like` doesn't fit."""
-        if self.products is None or self.products.numel() < like.numel() or self.products.dtype != like.dtype:
-            self.products = like.new_empty(like.numel())
-        return self.products[:like.numel()].view_as(like)
+        """The buffer's first numel seen as `like`'s shape; a larger buffer when `like` doesn't fit.
+
+        The views are kept: at batch 1 this runs a few dozen times a token, and making a view
+        each time cost as much as the sum it feeds."""
+        view = self.views.get(like.shape)
+        if view is None or view.dtype != like.dtype:
+            if self.products is None or self.products.numel() < like.numel() or self.products.dtype != like.dtype:
+                self.products, self.views = like.new_empty(like.numel()), {}
+            view = self.views[like.shape] = self.products[:like.numel()].view(like.shape)
+        return view
 
 
 def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
@@ -180,7 +203,7 @@ class CachedDecoder:
 
     def __init__(self, model: _CausalLM, block_size: int | None = None) -> None:
         self.model, self.block_size = model, block_size
-        self.linear = StepLinear()
+        self.linear = StepLinear(sum_products_for(model))
         self.reset()
 
     def reset(self) -> None:

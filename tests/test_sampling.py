@@ -242,7 +242,7 @@ SAMPLINGS = [dict(greedy=True), dict(temperature=1.3, seed=2), dict(top_k=3, see
 @pytest.fixture(params=[True, False], ids=["summed products", "F.linear"])
 def one_row_products(request, monkeypatch):
     """Both ways a step multiplies one row by a weight matrix, whichever this CPU would pick."""
-    monkeypatch.setattr(kv_cache, "mkl_on_an_amd_cpu", lambda: request.param)
+    monkeypatch.setattr(kv_cache, "sum_products_for", lambda model: request.param)
     return request.param
 
 
@@ -321,7 +321,7 @@ def test_cache_holds_only_keys_and_values_never_a_weight():
 
 
 def test_one_row_products_go_to_a_work_buffer_not_a_weight(monkeypatch):
-    monkeypatch.setattr(kv_cache, "mkl_on_an_amd_cpu", lambda: True)
+    monkeypatch.setattr(kv_cache, "sum_products_for", lambda model: True)
     m = widths_model().eval()
     weights = {p.untyped_storage().data_ptr() for p in m.parameters()}
     decoder = CachedDecoder(m)
@@ -334,6 +334,15 @@ def test_one_row_products_go_to_a_work_buffer_not_a_weight(monkeypatch):
     # as large as the largest matrix a step multiplies by: the layers' and projections' weights
     layer_matrices = [p for p in m.layers.parameters() if p.dim() == 2]
     assert products.numel() == max(p.numel() for p in layer_matrices)
+
+
+@pytest.mark.parametrize("amd_mkl", [True, False])
+def test_products_are_summed_only_for_weights_the_caches_cannot_hold_with_mkl_on_amd(monkeypatch, amd_mkl):
+    monkeypatch.setattr(kv_cache, "mkl_on_an_amd_cpu", lambda: amd_mkl)
+    assert not kv_cache.sum_products_for(widths_model())
+    # config M of the benchmark: 6 layers of 256, 18 MB of weight matrices
+    big = tiny_model(VOCAB, [256] * 6, [1024] * 6, nhead=8, seed=0)
+    assert kv_cache.sum_products_for(big) is amd_mkl
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -362,7 +371,7 @@ def test_cache_matches_re_encoding_for_any_stack(stack, batch, prompt_len, block
     d_models, ffs, heads = stack
     m = tiny_model(VOCAB, d_models, ffs, nhead=heads, seed=seed)
     prompt_ids = torch.randint(0, VOCAB, (batch, prompt_len), generator=torch.Generator().manual_seed(seed))
-    with mock.patch.object(kv_cache, "mkl_on_an_amd_cpu", lambda: sum_products):
+    with mock.patch.object(kv_cache, "sum_products_for", lambda model: sum_products):
         for sampling in (dict(greedy=True), dict(temperature=1.0, seed=seed)):
             cached, uncached = cached_and_uncached(m, prompt_ids, block_size, max_new_tokens=10, **sampling)
             assert torch.equal(cached, uncached)
