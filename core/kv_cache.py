@@ -8,7 +8,8 @@ one position's worth of work plus its attention over the kept keys.
 Nothing here holds a weight: each step reads `norm1`, `self_attn.in_proj_weight`/`in_proj_bias`,
 `self_attn.out_proj`, `norm2`, `linear1`, `activation` and `linear2` from the
 `nn.TransformerEncoderLayer` itself, so sampling uses exactly the parameters `forward` uses, and
-`forward` is untouched. The cache holds only keys and values.
+`forward` is untouched. The cache holds only keys and values (and `StepLinear`, which multiplies
+one row by each weight matrix, a work buffer for the products).
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ class LayerCache:
 
 
 # Weight matrices of at least this many bytes in all are read from memory at every token, not from
-# the caches. On the README's 2-core AMD machine (32 MB of L3, shared with other machines), MKL's
-# matrix-vector product beat the summed products (see StepLinear) up to 10 MB of weights (23
-# against 34 us a product at 6 MB) and lost from 18 MB on (77-83 against 46-64 us).
+# the caches. On the README's 2-core AMD machine (32 MB of L3), MKL's matrix-vector product beat
+# the summed products (see StepLinear) up to 10 MB of weights (23 against 34 us a product at 6 MB)
+# and lost from 18 MB on (77-83 against 46-64 us).
 STREAMED_WEIGHT_BYTES = 16 * 2**20
 
 
