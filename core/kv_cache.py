@@ -120,7 +120,7 @@ class StepLinear:
     def __init__(self, sum_products: bool) -> None:
         self.sum_products = sum_products
         self.products: torch.Tensor | None = None  # (numel,) work space
-        self.views: dict[torch.Size, torch.Tensor] = {}  # per weight shape, the buffer seen as it
+        self.views: dict[tuple[torch.Size, torch.dtype], torch.Tensor] = {}  # the buffer as each weight's shape
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if not (self.sum_products and x.is_cpu and x.numel() == x.size(-1)):
@@ -136,12 +136,12 @@ class StepLinear:
 
         The views are kept: at batch 1 this runs a few dozen times a token, and making a view
         each time cost as much as the sum it feeds."""
-        view = self.views.get(like.shape)
-        if view is None or view.dtype != like.dtype:
+        key = (like.shape, like.dtype)
+        if key not in self.views:
             if self.products is None or self.products.numel() < like.numel() or self.products.dtype != like.dtype:
-                self.products, self.views = like.new_empty(like.numel()), {}
-            view = self.views[like.shape] = self.products[:like.numel()].view(like.shape)
-        return view
+                self.products, self.views = like.new_empty(like.numel()), {}  # earlier views were of the old one
+            self.views[key] = self.products[:like.numel()].view(like.shape)
+        return self.views[key]
 
 
 def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
