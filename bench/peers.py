@@ -60,7 +60,7 @@ from core import (
     make_task,
     train_task,
 )
-from core.kv_cache import StepLinear, sum_products_for
+from core.kv_cache import StepLinear, row_kernel_for
 
 PARTS = ("learn", "throughput", "sampling")
 
@@ -614,7 +614,7 @@ def weights_only(model: torch.nn.Module, tokens: int) -> Callable[[], None]:
     else. At batch 1 each new token needs every weight, so our sampler cannot beat it."""
     matrices = weight_matrices(model)
     vectors = {m.size(1): torch.randn(1, m.size(1)) for m in matrices}  # (1, C_in) per input width
-    linear = StepLinear(sum_products_for(model))
+    linear = StepLinear(row_kernel_for(model))
 
     @torch.inference_mode()
     def stream() -> None:

@@ -8,8 +8,7 @@ one position's worth of work plus its attention over the kept keys.
 Nothing here holds a weight: each step reads `norm1`, `self_attn.in_proj_weight`/`in_proj_bias`,
 `self_attn.out_proj`, `norm2`, `linear1`, `activation` and `linear2` from the
 `nn.TransformerEncoderLayer` itself, so sampling uses exactly the parameters `forward` uses, and
-`forward` is untouched. The cache holds only keys and values (and `StepLinear`, which multiplies
-one row by each weight matrix, a work buffer for the products).
+`forward` is untouched. The cache holds only keys and values.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import functools
 import platform
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,11 +68,12 @@ class LayerCache:
         self.keys, self.values = keys, values
 
 
-# Weight matrices of at least this many bytes in all are read from memory at every token, not from
-# the caches. On the README's 2-core AMD machine (32 MB of L3), MKL's matrix-vector product beat
-# the summed products (see StepLinear) up to 10 MB of weights (23 against 34 us a product at 6 MB)
-# and lost from 18 MB on (77-83 against 46-64 us).
-STREAMED_WEIGHT_BYTES = 16 * 2**20
+# Layers with at least this many bytes of weight matrices sample through `core.row_product` where
+# MKL runs on an AMD CPU. Per product on the README's 2-core AMD machine, MKL against the row
+# kernel: 8 against 9 us at 4.5 MB of weights, 16 against 11 us at 10 MB, 56 against 16 us at
+# 18 MB (config M). The page's largest models hold 9.4 MB, so the page's server never pays the
+# kernel's first use (numba's 0.2 s import, its compilation) for a gain of microseconds a token.
+ROW_KERNEL_WEIGHT_BYTES = 16 * 2**20
 
 
 @functools.cache
@@ -87,61 +88,58 @@ def mkl_on_an_amd_cpu() -> bool:
     return "AuthenticAMD" in cpu
 
 
-def sum_products_for(model: _CausalLM) -> bool:
-    """Whether `StepLinear` should sum products for this model here: MKL on an AMD CPU, and more
-    weights in the layers than the caches hold (`STREAMED_WEIGHT_BYTES`)."""
+def row_kernel_for(model: _CausalLM) -> bool:
+    """Whether `StepLinear` should use `core.row_product` for this model here: MKL on an AMD CPU,
+    and at least `ROW_KERNEL_WEIGHT_BYTES` of weight matrices in the layers. On an Intel Xeon,
+    MKL's own product was 2.2-2.5x as fast as `(weight * x).sum(-1)` at config M's size; the row
+    kernel has not been measured there, so Intel CPUs keep MKL."""
     weight_bytes = sum(p.numel() * p.element_size() for p in model.layer_stack().parameters() if p.dim() == 2)
-    return mkl_on_an_amd_cpu() and weight_bytes >= STREAMED_WEIGHT_BYTES
+    return mkl_on_an_amd_cpu() and weight_bytes >= ROW_KERNEL_WEIGHT_BYTES
 
 
 class StepLinear:
     """`F.linear(x, weight, bias)` for a sampling step's positions: (..., C_in) -> (..., C_out).
 
-    At batch 1 every new token multiplies each weight matrix by one vector, so sampling is bound by
-    how fast that product reads the weights. `F.linear` hands it to the BLAS, and where that is MKL
-    on an AMD CPU (the README's 2-core machine) it streamed a config-M model's 19 MB of weights at
-    9-17 GB/s on one thread and didn't use the second. There, multiplying elementwise and summing
-    each row read them 1.5x as fast on one thread and 2x on two (64 tokens' worth of products
-    alone: 78 against 122 ms, 54 against 118 ms). Writing the products into one work buffer, the
-    same memory every time, instead of a new tensor each time, changed little for the products
-    alone but took a sampler's 64 tokens from 182 to 156 ms (medians of 21, two threads),
-    presumably since the new tensors landed at new addresses between the token's other
-    operations, outside the caches. Weights that the caches hold go faster through MKL, and on an
-    Intel Xeon MKL's product won at config M's size too, 2.2-2.5x as fast as the summed products
-    (34 against 76 ms on two threads): `sum_products_for` decides.
-
-    More than one row is a matrix product, where `F.linear` wins, and GPUs keep it too. The sum
-    runs in another order than the matrix product's, as any two kernels' do: logits agree to
-    rounding, and the tests check that the tokens are the same either way. The buffer holds
-    products, never a weight; it is as large as the largest weight matrix met. Inference only
-    (`out=` takes no gradients).
+    With `row_kernel`, one float32 row on a CPU goes to `core.row_product`, which reads each weight
+    once and writes nothing matrix-sized (MKL's matrix-vector product is slow on AMD CPUs; see that
+    module). More than one row is a matrix product, where `F.linear` wins, and GPUs keep it too.
+    The kernel sums in another order than `F.linear`: logits agree to rounding, and the tests
+    check that the tokens are the same either way. It reads the parameters' own memory (numpy
+    views, kept for the decoder's one `generate` call); inference only.
     """
 
-    def __init__(self, sum_products: bool) -> None:
-        self.sum_products = sum_products
-        self.products: torch.Tensor | None = None  # (numel,) work space
-        self.views: dict[tuple[torch.Size, torch.dtype], torch.Tensor] = {}  # the buffer as each weight's shape
+    def __init__(self, row_kernel: bool) -> None:
+        if row_kernel:
+            from . import row_product  # imports numba: only where a model needs it
+            self.kernel = row_product.kernel_for_this_thread()
+        else:
+            self.kernel = None
+        # (id(weight), id(bias)) -> (weight and bias, kept so that the ids stay theirs; numpy views
+        # of their memory, or None where the kernel doesn't take the weight)
+        self.arrays: dict[tuple[int, int], tuple[tuple, tuple[np.ndarray, np.ndarray | None] | None]] = {}
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if not (self.sum_products and x.is_cpu and x.numel() == x.size(-1)):
+        if self.kernel is None or x.numel() != x.size(-1) or x.dtype != torch.float32 or not x.is_cpu:
             return F.linear(x, weight, bias)
-        products = torch.mul(weight, x.view(-1), out=self._work_space(weight))  # (C_out, C_in) * (C_in,)
-        out = products.sum(-1)  # (C_out, C_in) -> (C_out,)
-        if bias is not None:
-            out += bias
-        return out.view(x.shape[:-1] + (-1,))  # (C_out,) -> (..., C_out)
+        arrays = self._arrays(weight, bias)
+        if arrays is None:
+            return F.linear(x, weight, bias)
+        matrix, offsets = arrays
+        row = x.numpy()  # (..., C_in), one row
+        out = np.empty(row.shape[:-1] + matrix.shape[:1], np.float32)  # (..., C_out)
+        self.kernel(matrix, row.reshape(-1), offsets, out.reshape(-1))  # (C_out, C_in) @ (C_in,) + (C_out,)
+        return torch.from_numpy(out)
 
-    def _work_space(self, like: torch.Tensor) -> torch.Tensor:
-        """The buffer's first numel seen as `like`'s shape; a larger buffer when `like` doesn't fit.
-
-        The views are kept: at batch 1 this runs a few dozen times a token, and making a view
-        each time cost as much as the sum it feeds."""
-        key = (like.shape, like.dtype)
-        if key not in self.views:
-            if self.products is None or self.products.numel() < like.numel() or self.products.dtype != like.dtype:
-                self.products, self.views = like.new_empty(like.numel()), {}  # earlier views were of the old one
-            self.views[key] = self.products[:like.numel()].view(like.shape)
-        return self.views[key]
+    def _arrays(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The weight's and bias's memory as numpy sees it, made once per decoder: at batch 1 a token
+        makes a few dozen products, and every microsecond around each is 1.6 ms of 64 tokens of M."""
+        key = id(weight), id(bias)
+        if key not in self.arrays:
+            plain = all(t.dtype == torch.float32 and t.is_cpu and t.is_contiguous()
+                        for t in (weight, bias) if t is not None)
+            arrays = (weight.detach().numpy(), None if bias is None else bias.detach().numpy()) if plain else None
+            self.arrays[key] = (weight, bias), arrays
+        return self.arrays[key][1]
 
 
 def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
@@ -204,7 +202,7 @@ class CachedDecoder:
 
     def __init__(self, model: _CausalLM, block_size: int | None = None) -> None:
         self.model, self.block_size = model, block_size
-        self.linear = StepLinear(sum_products_for(model))
+        self.linear = StepLinear(row_kernel_for(model))
         self.reset()
 
     def reset(self) -> None:

@@ -1,14 +1,19 @@
 """Sampling: greedy, temperature, top-k, top-p, seeds, the model left as it was, the key/value cache."""
 
+import subprocess
+import sys
+from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import FixedLogits, layer_stacks, one_torch_thread, tiny_model, tiny_task  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import kv_cache
+from core import kv_cache, row_product
 from core.config import Limits, SampleConfig
 from core.kv_cache import CachedDecoder, supports_kv_cache
 from core.sampling import generate, greedy_answers, sample_text
@@ -239,10 +244,10 @@ SAMPLINGS = [dict(greedy=True), dict(temperature=1.3, seed=2), dict(top_k=3, see
              dict(top_p=0.8, seed=4), dict(temperature=0.7, top_k=4, top_p=0.9, seed=5)]
 
 
-@pytest.fixture(params=[True, False], ids=["summed products", "F.linear"])
+@pytest.fixture(params=[True, False], ids=["row kernel", "F.linear"])
 def one_row_products(request, monkeypatch):
     """Both ways a step multiplies one row by a weight matrix, whichever this CPU would pick."""
-    monkeypatch.setattr(kv_cache, "sum_products_for", lambda model: request.param)
+    monkeypatch.setattr(kv_cache, "row_kernel_for", lambda model: request.param)
     return request.param
 
 
@@ -320,8 +325,8 @@ def test_cache_holds_only_keys_and_values_never_a_weight():
             assert kept.untyped_storage().data_ptr() not in weights
 
 
-def test_one_row_products_go_to_a_work_buffer_not_a_weight(monkeypatch):
-    monkeypatch.setattr(kv_cache, "sum_products_for", lambda model: True)
+def test_one_row_products_read_the_parameters_own_memory_and_return_new_tensors(monkeypatch):
+    monkeypatch.setattr(kv_cache, "row_kernel_for", lambda model: True)
     m = widths_model().eval()
     weights = {p.untyped_storage().data_ptr() for p in m.parameters()}
     decoder = CachedDecoder(m)
@@ -329,20 +334,56 @@ def test_one_row_products_go_to_a_work_buffer_not_a_weight(monkeypatch):
     with torch.no_grad():
         for _ in range(3):  # the prompt as a matrix product, then one row at a time
             ids = torch.cat([ids, decoder.next_logits(ids).argmax(-1, keepdim=True)], dim=1)
-    products = decoder.linear.products
-    assert products is not None and products.untyped_storage().data_ptr() not in weights
-    # as large as the largest matrix a step multiplies by: the layers' and projections' weights
-    layer_matrices = [p for p in m.layers.parameters() if p.dim() == 2]
-    assert products.numel() == max(p.numel() for p in layer_matrices)
+    arrays = [array for _, (matrix, offsets) in decoder.linear.arrays.values() for array in (matrix, offsets)]
+    # every matrix a step multiplies by, with its bias: the layers' and the projections'
+    assert len(arrays) == sum(1 for p in m.layers.parameters() if p.dim() == 2) * 2
+    assert {a.ctypes.data for a in arrays} <= weights  # views, no copies
+    out = decoder.linear(torch.ones(1, 1, 16), m.layers[0].linear1.weight, m.layers[0].linear1.bias)
+    assert out.shape == (1, 1, m.layers[0].linear1.out_features)
+    assert out.untyped_storage().data_ptr() not in weights
+
+
+def test_the_row_kernel_computes_what_f_linear_does():
+    generator = torch.Generator().manual_seed(0)
+    decoder_linear = kv_cache.StepLinear(row_kernel=True)
+    for c_out, c_in in [(1, 1), (3, 5), (48, 17), (1024, 256)]:  # widths off the vector lanes too
+        weight, bias = torch.randn(c_out, c_in, generator=generator), torch.randn(c_out, generator=generator)
+        x = torch.randn(1, 1, c_in, generator=generator)  # (B=1, T=1, C_in)
+        for b in (bias, None):
+            torch.testing.assert_close(decoder_linear(x, weight, b), F.linear(x, weight, b))
+        # both compilations: the serial one serves where no thread-safe threading layer loads
+        for kernel in (row_product.parallel_kernel, row_product.serial_kernel):
+            out = np.empty(c_out, np.float32)
+            kernel(weight.numpy(), x.view(-1).numpy(), bias.numpy(), out)
+            torch.testing.assert_close(torch.from_numpy(out), F.linear(x.view(-1), weight, bias))
+
+
+def test_the_row_kernel_leaves_rows_it_does_not_take_to_f_linear(monkeypatch):
+    def kernel(*arrays):
+        raise AssertionError("the row kernel was called")
+    decoder_linear = kv_cache.StepLinear(row_kernel=True)
+    monkeypatch.setattr(decoder_linear, "kernel", kernel)
+    weight, bias = torch.randn(8, 4), torch.randn(8)
+    for x, w in [(torch.randn(2, 1, 4), weight),  # two rows: a matrix product
+                 (torch.randn(1, 2, 4), weight),  # two positions of one sequence: a prompt
+                 (torch.randn(1, 1, 4, dtype=torch.float64), weight.double()),  # not float32
+                 (torch.randn(1, 1, 4), torch.randn(4, 8).t())]:  # a transposed weight
+        torch.testing.assert_close(decoder_linear(x, w, bias.to(w.dtype)), F.linear(x, w, bias.to(w.dtype)))
+
+
+def test_processes_that_fork_training_runs_never_load_numba():
+    """GNU OpenMP's threads don't survive a fork: the fork server imports the engine, never numba."""
+    code = "import sys, core.training, core.sampling; assert 'numba' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
 
 
 @pytest.mark.parametrize("amd_mkl", [True, False])
-def test_products_are_summed_only_for_weights_the_caches_cannot_hold_with_mkl_on_amd(monkeypatch, amd_mkl):
+def test_the_row_kernel_serves_only_large_models_where_mkl_runs_on_amd(monkeypatch, amd_mkl):
     monkeypatch.setattr(kv_cache, "mkl_on_an_amd_cpu", lambda: amd_mkl)
-    assert not kv_cache.sum_products_for(widths_model())
+    assert not kv_cache.row_kernel_for(widths_model())
     # config M of the benchmark: 6 layers of 256, 18 MB of weight matrices
     big = tiny_model(VOCAB, [256] * 6, [1024] * 6, nhead=8, seed=0)
-    assert kv_cache.sum_products_for(big) is amd_mkl
+    assert kv_cache.row_kernel_for(big) is amd_mkl
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -366,12 +407,12 @@ def test_models_without_a_cache_are_re_run_whole():
 @settings(max_examples=25, deadline=None)
 @given(stack=layer_stacks(max_layers=3), batch=st.integers(1, 2), prompt_len=st.integers(1, 6),
        block_size=st.one_of(st.none(), st.integers(1, 8)), seed=st.integers(0, 2**16),
-       sum_products=st.booleans())
-def test_cache_matches_re_encoding_for_any_stack(stack, batch, prompt_len, block_size, seed, sum_products):
+       row_kernel=st.booleans())
+def test_cache_matches_re_encoding_for_any_stack(stack, batch, prompt_len, block_size, seed, row_kernel):
     d_models, ffs, heads = stack
     m = tiny_model(VOCAB, d_models, ffs, nhead=heads, seed=seed)
     prompt_ids = torch.randint(0, VOCAB, (batch, prompt_len), generator=torch.Generator().manual_seed(seed))
-    with mock.patch.object(kv_cache, "sum_products_for", lambda model: sum_products):
+    with mock.patch.object(kv_cache, "row_kernel_for", lambda model: row_kernel):
         for sampling in (dict(greedy=True), dict(temperature=1.0, seed=seed)):
             cached, uncached = cached_and_uncached(m, prompt_ids, block_size, max_new_tokens=10, **sampling)
             assert torch.equal(cached, uncached)
