@@ -148,6 +148,21 @@ def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
     return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
+def _activation(layer: nn.TransformerEncoderLayer, hidden: torch.Tensor) -> torch.Tensor:
+    """`layer.activation(hidden)`, one row of it through a transposed view of itself.
+
+    PyTorch sends GELU on a contiguous float tensor to oneDNN, which cost about 36 us a call inside
+    a sampling step (13 ms of 64 tokens of config M on the README's 2-core machine), and on a
+    non-contiguous one to its own vectorised kernel, a few microseconds: 64 tokens took 75-80
+    against 82-86 ms (medians of 15 and 21, taking turns). The two kernels agree to rounding.
+    """
+    width = hidden.size(-1)
+    if hidden.numel() != width or width % 2:
+        return layer.activation(hidden)
+    # (..., FF) -> (2, FF/2) -> its transpose (FF/2, 2), not contiguous; the result comes back in that layout
+    return layer.activation(hidden.view(2, width // 2).t()).t().reshape(hidden.shape)
+
+
 def _attention_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: LayerCache,
                     mask: torch.Tensor | None, linear: StepLinear) -> torch.Tensor:
     """`layer.self_attn` on the new positions only, attending to every cached position too.
@@ -176,7 +191,7 @@ def encoder_layer_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache
     """
     x = x + _attention_step(layer, x, cache, mask, linear)  # (B, T_new, C)
     ff, out = layer.linear1, layer.linear2
-    hidden = layer.activation(linear(_layer_norm(x, layer.norm2), ff.weight, ff.bias))  # (B, T_new, FF)
+    hidden = _activation(layer, linear(_layer_norm(x, layer.norm2), ff.weight, ff.bias))  # (B, T_new, FF)
     return x + linear(hidden, out.weight, out.bias)  # (B, T_new, FF) -> (B, T_new, C)
 
 

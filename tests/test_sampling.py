@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from helpers import FixedLogits, layer_stacks, one_torch_thread, tiny_model, tiny_task  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from core import kv_cache, row_product
 from core.config import Limits, SampleConfig
@@ -369,6 +370,16 @@ def test_the_row_kernel_leaves_rows_it_does_not_take_to_f_linear(monkeypatch):
                  (torch.randn(1, 1, 4, dtype=torch.float64), weight.double()),  # not float32
                  (torch.randn(1, 1, 4), torch.randn(4, 8).t())]:  # a transposed weight
         torch.testing.assert_close(decoder_linear(x, w, bias.to(w.dtype)), F.linear(x, w, bias.to(w.dtype)))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 192), (1, 1, 7), (3, 1, 192), (1, 4, 192)])
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_a_steps_activation_is_the_layers_own(shape, activation):
+    layer = nn.TransformerEncoderLayer(8, 2, shape[-1], activation=activation, batch_first=True)
+    hidden = torch.randn(shape)
+    out = kv_cache._activation(layer, hidden)
+    assert out.shape == hidden.shape and out.is_contiguous()
+    torch.testing.assert_close(out, layer.activation(hidden))
 
 
 def test_processes_that_fork_training_runs_never_load_numba():
