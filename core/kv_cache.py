@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -109,17 +110,13 @@ class StepLinear:
     """
 
     def __init__(self, row_kernel: bool) -> None:
-        if row_kernel:
-            from . import row_product  # imports numba: only where a model needs it
-            self.kernel = row_product.kernel_for_this_thread()
-        else:
-            self.kernel = None
+        self.row_kernel = row_kernel
         # (id(weight), id(bias)) -> (weight and bias, kept so that the ids stay theirs; numpy views
         # of their memory, or None where the kernel doesn't take the weight)
         self.arrays: dict[tuple[int, int], tuple[tuple, tuple[np.ndarray, np.ndarray | None] | None]] = {}
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if self.kernel is None or x.numel() != x.size(-1) or x.dtype != torch.float32 or not x.is_cpu:
+        if not self.row_kernel or x.numel() != x.size(-1) or x.dtype != torch.float32 or not x.is_cpu:
             return F.linear(x, weight, bias)
         arrays = self._arrays(weight, bias)
         if arrays is None:
@@ -129,6 +126,13 @@ class StepLinear:
         out = np.empty(row.shape[:-1] + matrix.shape[:1], np.float32)  # (..., C_out)
         self.kernel(matrix, row.reshape(-1), offsets, out.reshape(-1))  # (C_out, C_in) @ (C_in,) + (C_out,)
         return torch.from_numpy(out)
+
+    @functools.cached_property
+    def kernel(self) -> Callable[..., None]:
+        """`core.row_product`'s kernel, loaded at the first row it multiplies: that module imports
+        numba, which a decoder that only ever meets matrices (held-out accuracy's batches) never needs."""
+        from . import row_product
+        return row_product.kernel_for_this_thread()
 
     def _arrays(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray | None] | None:
         """The weight's and bias's memory as numpy sees it, made once per decoder: at batch 1 a token

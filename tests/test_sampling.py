@@ -383,8 +383,15 @@ def test_a_steps_activation_is_the_layers_own(shape, activation):
 
 
 def test_processes_that_fork_training_runs_never_load_numba():
-    """GNU OpenMP's threads don't survive a fork: the fork server imports the engine, never numba."""
-    code = "import sys, core.training, core.sampling; assert 'numba' not in sys.modules"
+    """GNU OpenMP's threads don't survive a fork: the fork server imports the engine, never numba,
+    and held-out accuracy's batches, matrix products, don't load it either."""
+    code = ("import sys, torch, core.training, core.kv_cache as kv\n"
+            "from core.model import build_model\nfrom core.config import ModelConfig\n"
+            "from core.sampling import greedy_answers\n"
+            "kv.row_kernel_for = lambda model: True\n"
+            "model = build_model(ModelConfig(5, [16], [32], 2, 0.0))\n"
+            "greedy_answers(model, torch.zeros(3, 4, dtype=torch.long), 2)\n"
+            "assert 'numba' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
 
 
