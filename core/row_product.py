@@ -59,8 +59,9 @@ def _kernel() -> Callable[..., None]:
 
 
 def kernel_for_this_thread() -> Callable[..., None]:
-    """The kernel, set to use as many threads as torch does in the calling thread (numba's count is
-    per thread, and its default is every CPU the machine has, not the ones this process may use)."""
+    """The kernel, set to use as many threads as torch does in the calling thread: numba's count is
+    per thread, and its default is every CPU the process may run on, which in a container is often
+    more than its share, the count torch follows here (`core.training.configure_threads`)."""
     kernel = _kernel()
     if kernel is parallel_kernel:
         numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))

@@ -359,6 +359,17 @@ def test_the_row_kernel_computes_what_f_linear_does():
             torch.testing.assert_close(torch.from_numpy(out), F.linear(x.view(-1), weight, bias))
 
 
+def test_without_a_thread_safe_threading_layer_the_row_kernel_runs_on_one_thread(monkeypatch):
+    def no_threading_layer(*arrays):
+        raise ValueError("No threading layer could be loaded.")
+    monkeypatch.setattr(row_product, "parallel_kernel", no_threading_layer)
+    row_product._kernel.cache_clear()
+    try:
+        assert row_product.kernel_for_this_thread() is row_product.serial_kernel
+    finally:
+        row_product._kernel.cache_clear()  # the next caller probes the real kernel again
+
+
 def test_the_row_kernel_leaves_rows_it_does_not_take_to_f_linear(monkeypatch):
     def kernel(*arrays):
         raise AssertionError("the row kernel was called")
