@@ -14,6 +14,7 @@ Nothing here holds a weight: each step reads `norm1`, `self_attn.in_proj_weight`
 from __future__ import annotations
 
 import functools
+import importlib.util
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -89,13 +90,20 @@ def mkl_on_an_amd_cpu() -> bool:
     return "AuthenticAMD" in cpu
 
 
+@functools.cache
+def numba_installed() -> bool:
+    """numba is optional (the `fast-sampling` extra): a Space serves the page's models, which never
+    reach `ROW_KERNEL_WEIGHT_BYTES`, and leaves its 200 MB out."""
+    return importlib.util.find_spec("numba") is not None
+
+
 def row_kernel_for(model: _CausalLM) -> bool:
     """Whether `StepLinear` should use `core.row_product` for this model here: MKL on an AMD CPU,
-    and at least `ROW_KERNEL_WEIGHT_BYTES` of weight matrices in the layers. On an Intel Xeon,
-    MKL's own product was 2.2-2.5x as fast as `(weight * x).sum(-1)` at config M's size; the row
-    kernel has not been measured there, so Intel CPUs keep MKL."""
+    at least `ROW_KERNEL_WEIGHT_BYTES` of weight matrices in the layers, and numba installed. On an
+    Intel Xeon, MKL's own product was 2.2-2.5x as fast as `(weight * x).sum(-1)` at config M's
+    size; the row kernel has not been measured there, so Intel CPUs keep MKL."""
     weight_bytes = sum(p.numel() * p.element_size() for p in model.layer_stack().parameters() if p.dim() == 2)
-    return mkl_on_an_amd_cpu() and weight_bytes >= ROW_KERNEL_WEIGHT_BYTES
+    return mkl_on_an_amd_cpu() and weight_bytes >= ROW_KERNEL_WEIGHT_BYTES and numba_installed()
 
 
 class StepLinear:

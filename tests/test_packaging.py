@@ -31,7 +31,12 @@ def pins(text: str) -> dict[str, str]:
 
 
 def test_the_package_and_requirements_txt_pin_the_same_versions():
-    assert pins((ROOT / "pyproject.toml").read_text()) == pins((ROOT / "requirements.txt").read_text())
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    dependencies = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.M | re.S).group(1)
+    assert pins(dependencies) == pins((ROOT / "requirements.txt").read_text())
+    # the optional row kernel: the extra and the test tools pin the same numba
+    extra = re.search(r"^fast-sampling = \[(.*?)\]", pyproject, re.M).group(1)
+    assert pins(extra)["numba"] == pins((ROOT / "requirements-dev.txt").read_text())["numba"]
 
 
 def test_requirements_point_pip_at_pytorchs_cpu_wheels():

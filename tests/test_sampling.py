@@ -407,12 +407,18 @@ def test_processes_that_fork_training_runs_never_load_numba():
 
 
 @pytest.mark.parametrize("amd_mkl", [True, False])
-def test_the_row_kernel_serves_only_large_models_where_mkl_runs_on_amd(monkeypatch, amd_mkl):
+@pytest.mark.parametrize("numba_installed", [True, False])
+def test_the_row_kernel_serves_only_large_models_where_mkl_runs_on_amd(monkeypatch, amd_mkl, numba_installed):
     monkeypatch.setattr(kv_cache, "mkl_on_an_amd_cpu", lambda: amd_mkl)
+    monkeypatch.setattr(kv_cache, "numba_installed", lambda: numba_installed)
     assert not kv_cache.row_kernel_for(widths_model())
     # config M of the benchmark: 6 layers of 256, 18 MB of weight matrices
     big = tiny_model(VOCAB, [256] * 6, [1024] * 6, nhead=8, seed=0)
-    assert kv_cache.row_kernel_for(big) is amd_mkl
+    assert kv_cache.row_kernel_for(big) is (amd_mkl and numba_installed)
+
+
+def test_numba_is_found_where_the_test_tools_install_it():
+    assert kv_cache.numba_installed()  # requirements-dev.txt pins it, so the tests above ran the kernel
 
 
 @pytest.mark.parametrize("training", [True, False])
