@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
 
@@ -368,6 +369,17 @@ def test_without_a_thread_safe_threading_layer_the_row_kernel_runs_on_one_thread
         assert row_product.kernel_for_this_thread() is row_product.serial_kernel
     finally:
         row_product._kernel.cache_clear()  # the next caller probes the real kernel again
+
+
+def test_threads_sample_through_the_row_kernel_at_once(one_row_products):
+    """The page samples from several threads: each gets the tokens it would get alone (numba's
+    threads come from a thread-safe layer; its own workqueue layer would abort the process)."""
+    m = widths_model().eval()
+    config = SampleConfig(max_new_tokens=12, greedy=True)
+    alone = generate(m, prompt(), config)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda _: generate(m, prompt(), config), range(8)))
+    assert all(torch.equal(tokens, alone) for tokens in together)
 
 
 def test_the_row_kernel_leaves_rows_it_does_not_take_to_f_linear(monkeypatch):
