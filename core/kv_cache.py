@@ -129,10 +129,10 @@ class StepLinear:
         arrays = self._arrays(weight, bias)
         if arrays is None:
             return F.linear(x, weight, bias)
-        matrix, offsets = arrays
+        weight_array, bias_array = arrays
         row = x.numpy()  # (..., C_in), one row
-        out = np.empty(row.shape[:-1] + matrix.shape[:1], np.float32)  # (..., C_out)
-        self.kernel(matrix, row.reshape(-1), offsets, out.reshape(-1))  # (C_out, C_in) @ (C_in,) + (C_out,)
+        out = np.empty(row.shape[:-1] + weight_array.shape[:1], np.float32)  # (..., C_out)
+        self.kernel(weight_array, row.reshape(-1), bias_array, out.reshape(-1))  # (C_out, C_in) @ (C_in,) + (C_out,)
         return torch.from_numpy(out)
 
     @functools.cached_property

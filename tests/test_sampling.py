@@ -336,7 +336,7 @@ def test_one_row_products_read_the_parameters_own_memory_and_return_new_tensors(
     with torch.no_grad():
         for _ in range(3):  # the prompt as a matrix product, then one row at a time
             ids = torch.cat([ids, decoder.next_logits(ids).argmax(-1, keepdim=True)], dim=1)
-    arrays = [array for _, (matrix, offsets) in decoder.linear.arrays.values() for array in (matrix, offsets)]
+    arrays = [array for _, pair in decoder.linear.arrays.values() for array in pair]
     # every matrix a step multiplies by, with its bias: the layers' and the projections'
     assert len(arrays) == sum(1 for p in m.layers.parameters() if p.dim() == 2) * 2
     assert {a.ctypes.data for a in arrays} <= weights  # views, no copies
