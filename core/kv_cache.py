@@ -93,7 +93,7 @@ def mkl_on_an_amd_cpu() -> bool:
 @functools.cache
 def numba_installed() -> bool:
     """numba is optional (the `fast-sampling` extra): a Space serves the page's models, which never
-    reach `ROW_KERNEL_WEIGHT_BYTES`, and leaves its 200 MB out."""
+    reach `ROW_KERNEL_WEIGHT_BYTES`, and leaves its 210 MB (with llvmlite) out."""
     return importlib.util.find_spec("numba") is not None
 
 

@@ -14,9 +14,9 @@ into vector lanes, so results differ from `F.linear` by rounding, as any two ker
 
 numba is optional (pyproject's `fast-sampling` extra; `kv_cache.row_kernel_for` checks that it is
 installed) and imported with this module, which only `kv_cache.StepLinear` imports, on first use:
-0.2 s and about 55 MB that a process spends only once it samples a large model. The rows are split over
-numba's threads, whose pool must be thread-safe (Gradio samples from several threads at once):
-OpenMP or TBB. Where neither loads, the loop runs on one thread. The pool is started by sampling,
+0.2 s and about 55 MB that a process spends only once it samples a large model. The rows are
+split over numba's threads, whose pool must be thread-safe (Gradio samples from several threads
+at once): OpenMP or TBB. Where neither loads, the loop runs on one thread. The pool is started by sampling,
 never by the fork server that the page's training runs fork from (`core/processes.py`), since
 GNU OpenMP does not survive a fork.
 """
