@@ -25,6 +25,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, S
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
 from . import distributed
+from .allocator import keep_freed_memory
 from .config import Limits, ModelConfig, TrainConfig, as_int
 from .cpu_kernels import cpu_bf16_kernels
 from .data import IGNORE_INDEX, Task
@@ -289,6 +290,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
     so the best-model choice never rests on rounding.
     """
     device = torch.device(device)
+    keep_freed_memory()  # each step reuses the pages the last one freed (core/allocator.py)
     state = resume or FitState(0, 0, math.inf, None, 0, 0, False, TrainingHistory(), None, {}, {}, None,
                                torch.get_rng_state(), None)
     solved_count, best_is_solved, history = state.solved_count, state.best_is_solved, state.history
