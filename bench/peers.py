@@ -29,6 +29,7 @@ import io
 import itertools
 import json
 import math
+import multiprocessing
 import platform
 import random
 import statistics
@@ -38,6 +39,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -143,7 +145,7 @@ def load_peers(folder: Path) -> SimpleNamespace:
         raise SystemExit(f"'import model' found {nano.__file__}, not nanoGPT's: rename the clash")
     # minGPT's Trainer asks for pinned memory, which a CPU-only torch warns about on every run
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
-    return SimpleNamespace(nano=nano, MinGPT=mingpt_model.GPT, Trainer=mingpt_trainer.Trainer)
+    return SimpleNamespace(folder=folder, nano=nano, MinGPT=mingpt_model.GPT, Trainer=mingpt_trainer.Trainer)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,6 +170,31 @@ def _interleaved_medians_ms(runs: dict[str, Callable[[], object]], repeats: int)
             run()
             times[name].append((time.perf_counter() - start) * 1000)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+_FRESH = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                     else "spawn")
+# imported once by the server: torch, the engine, and torch._dynamo, which AdamW imports on first use
+# (over a second, which each process would otherwise spend inside the measured time)
+_FRESH.set_forkserver_preload(["core.training", "torch._dynamo"])
+
+
+def in_own_process(measure: Callable, *args, threads: int, peers: SimpleNamespace | None = None):
+    """`measure(*args)` (with `peers` first where given) in a fresh process, at `threads` threads.
+
+    Each training measurement runs as its own users run it. A process keeps what its code set:
+    our loop keeps the memory a step frees for the next step (core/allocator.py), which nanoGPT's
+    and minGPT's code never ask for, and which run after ours in one process would have got.
+    Processes fork from a server that has imported this module and torch and run nothing
+    (`spawn` where there is no fork server); the peers load again in each, from their folder.
+    """
+    with ProcessPoolExecutor(1, mp_context=_FRESH, max_tasks_per_child=1) as pool:
+        return pool.submit(_measure_here, measure, args, threads, peers and peers.folder).result()
+
+
+def _measure_here(measure: Callable, args: tuple, threads: int, peers_folder: Path | None):
+    torch.set_num_threads(threads)
+    return measure(load_peers(peers_folder), *args) if peers_folder else measure(*args)
 
 
 def weight_matrices(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -329,9 +356,10 @@ def ours_time_to_learn(seed: int) -> dict:
 def run_learn(report: Report, peers: SimpleNamespace | None, seeds: list[int]) -> None:
     """Both sides for each seed, then the medians beside the targets."""
     ours, theirs = [], []
+    threads = torch.get_num_threads()
     for seed in seeds:
-        ours.append(ours_time_to_learn(seed))
-        theirs.append(mingpt_time_to_learn(peers, seed) if peers else None)
+        ours.append(in_own_process(ours_time_to_learn, seed, threads=threads))
+        theirs.append(in_own_process(mingpt_time_to_learn, seed, threads=threads, peers=peers) if peers else None)
         _print_learn_seed(seed, ours[-1], theirs[-1])
     report.details["learn"] = {"seeds": seeds, "ours": ours, "minGPT": theirs}
     keys = {"steps": "steps", "wall_s": "s", "train_s": "s", "total_s": "s"}
@@ -493,9 +521,10 @@ def linear_matmuls_ms(shape: Shape, dtype: torch.dtype, repeats: int) -> float:
     return _median_ms(step, repeats)
 
 
-def nanogpt_throughput(nano, shape: Shape, warmup: int, steps: int) -> dict:
+def nanogpt_throughput(peers: SimpleNamespace, shape: Shape, warmup: int, steps: int) -> dict:
     """nanoGPT's GPT in fp32, dropout 0, AdamW from its configure_optimizers; a plain loop of
     forward, backward, clip 1.0, step over random tokens."""
+    nano = peers.nano
     torch.manual_seed(0)
     config = nano.GPTConfig(block_size=shape.context, vocab_size=len(VOCAB), n_layer=shape.layers,
                             n_head=shape.heads, n_embd=shape.width, dropout=0.0)
@@ -536,15 +565,16 @@ def _best_of_rounds(contenders: dict, rounds: int) -> dict:
 
 def run_throughput(report: Report, peers: SimpleNamespace | None, quick: bool,
                    peak: dict[str, float]) -> None:
-    """For S and M: nanoGPT, ours fp32 and ours auto in this process, side by side."""
+    """For S and M: nanoGPT, ours fp32 and ours auto, each run in a process of its own, taking turns."""
     text = random_text()
     rounds = 1 if quick else 2
     for name, shape in SHAPES.items():
         warmup, steps = (2, 4) if quick else (3, 24 if name == "S" else 10)
-        contenders = {"ours(fp32)": partial(ours_throughput, shape, "fp32", warmup, steps, text),
-                      "ours(auto)": partial(ours_throughput, shape, "auto", warmup, steps, text)}
+        own = partial(in_own_process, threads=torch.get_num_threads())
+        contenders = {"ours(fp32)": partial(own, ours_throughput, shape, "fp32", warmup, steps, text),
+                      "ours(auto)": partial(own, ours_throughput, shape, "auto", warmup, steps, text)}
         if peers:
-            contenders["nanoGPT"] = partial(nanogpt_throughput, peers.nano, shape, warmup, steps)
+            contenders["nanoGPT"] = partial(own, nanogpt_throughput, shape, warmup, steps, peers=peers)
         runs = _best_of_rounds(contenders, rounds)
         report.details[f"throughput {name}"] = {"shape": asdict(shape), "warmup": warmup,
                                                 "steps": steps, "rounds": rounds, **runs}
@@ -776,4 +806,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as bench.peers, not as __main__: the measurements it hands to other processes
+    # (in_own_process) are found there by their module's name
+    from bench import peers as this_module
+    sys.exit(this_module.main())
