@@ -442,6 +442,23 @@ def test_schedule_without_warmup_starts_at_the_peak():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("norm", [1e-3, 0.9999, 1.0, 10.0])
+def test_clip_gradients_gives_clip_grad_norms_gradients_bit_for_bit(norm):
+    torch.manual_seed(0)
+    shapes = [(7, 5), (5,), (3,)]
+    grads = [torch.randn(shape) for shape in shapes]
+    total = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))
+    grads = [g / total * norm for g in grads]  # a total norm of `norm`, around the max norm of 1.0
+    ours, reference = ([nn.Parameter(torch.zeros(shape)) for shape in shapes] for _ in range(2))
+    for p, q, g in zip(ours, reference, grads):
+        p.grad, q.grad = g.clone(), g.clone()
+    training.clip_gradients(iter(ours), 1.0)  # a generator, as model.parameters() is
+    nn.utils.clip_grad_norm_(reference, 1.0)
+    for p, q, g in zip(ours, reference, grads):
+        assert torch.equal(p.grad, q.grad)
+        assert torch.equal(p.grad, g) == (norm < 1.0)  # 1.0 itself is clipped: 1e-6 is added to the norm
+
+
 def test_weight_decay_only_on_matrices():
     model = build_model(ModelConfig(5, [8, 16], [16, 16], 2))
     optimizer = make_optimizer(model, TrainConfig(weight_decay=0.1, lr=0.01))
