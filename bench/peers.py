@@ -567,7 +567,7 @@ def run_throughput(report: Report, peers: SimpleNamespace | None, quick: bool,
                    peak: dict[str, float]) -> None:
     """For S and M: nanoGPT, ours fp32 and ours auto, each run in a process of its own, taking turns."""
     text = random_text()
-    rounds = 1 if quick else 2
+    rounds = 1 if quick else 3
     for name, shape in SHAPES.items():
         warmup, steps = (2, 4) if quick else (3, 24 if name == "S" else 10)
         own = partial(in_own_process, threads=torch.get_num_threads())
