@@ -185,8 +185,8 @@ def in_own_process(measure: Callable, *args, threads: int, peers: SimpleNamespac
     Each training measurement runs as its own users run it. A process keeps what its code set:
     our loop keeps the memory a step frees for the next step (core/allocator.py), which nanoGPT's
     and minGPT's code never ask for, and which run after ours in one process would have got.
-    Processes fork from a server that has imported this module and torch and run nothing
-    (`spawn` where there is no fork server); the peers load again in each, from their folder.
+    Processes fork from a server that has imported torch and the engine and run nothing (`spawn`
+    where there is no fork server); the peers load again in each, from their folder.
     """
     with ProcessPoolExecutor(1, mp_context=_FRESH, max_tasks_per_child=1) as pool:
         return pool.submit(_measure_here, measure, args, threads, peers and peers.folder).result()

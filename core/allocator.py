@@ -8,9 +8,10 @@ system time. Raising the two thresholds keeps those pages in the process: 170-90
 and the step 3.7% faster (ten pairs of fresh processes taking turns, 8 won).
 
 The setting is glibc's and process-wide, for the rest of the process: at most
-`TRIM_THRESHOLD_BYTES` of free memory stays at the top of the heap. The page trains each run in a
-process of its own (core/processes.py), which ends with the run. Other C libraries keep their own
-rules.
+`TRIM_THRESHOLD_BYTES` of free memory stays at the top of the heap, where glibc's own rules keep
+at most 64 MB. The page's Train runs in a process of its own (core/processes.py), which ends
+with the run; its step buttons train in the server's process, which then keeps the setting.
+Other C libraries keep their own rules.
 """
 
 from __future__ import annotations
