@@ -15,6 +15,8 @@ Figures, each printed beside its target:
 3. sampling 64 tokens at batch 1 from a config-M model, ours with and without the KV cache;
 4. threads: everything runs at one thread count (torch's default, or `--threads N`).
 
+Each training run (both sides of 1 and 2) runs in a process of its own, as its users run it
+(`in_own_process`); sampling runs in this one, which never trains.
 `--json PATH` writes every figure; `--compare PREV.json` prints each beside a previous run's.
 Timings are reported, not judged: the exit status is 0 unless a part crashed.
 """
