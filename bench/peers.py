@@ -570,9 +570,9 @@ def run_throughput(report: Report, peers: SimpleNamespace | None, quick: bool,
     """For S and M: nanoGPT, ours fp32 and ours auto, each run in a process of its own, taking turns."""
     text = random_text()
     rounds = 1 if quick else 3
+    own = partial(in_own_process, threads=torch.get_num_threads())
     for name, shape in SHAPES.items():
         warmup, steps = (2, 4) if quick else (3, 24 if name == "S" else 10)
-        own = partial(in_own_process, threads=torch.get_num_threads())
         contenders = {"ours(fp32)": partial(own, ours_throughput, shape, "fp32", warmup, steps, text),
                       "ours(auto)": partial(own, ours_throughput, shape, "auto", warmup, steps, text)}
         if peers:
