@@ -51,14 +51,20 @@ class LayerCache:
 
     def extend(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keep the new positions' keys and values; return all, (B, H, T_past + T_new, Dh) each."""
-        end = self.length + keys.size(2)
-        if self.keys is None or end > self.keys.size(2):
-            self._grow(keys, max(end, 2 * self.length))
+        start = self.make_room(keys)
         # (B, H, T_new, Dh) into positions T_past .. T_past + T_new - 1
-        self.keys[:, :, self.length:end] = keys
-        self.values[:, :, self.length:end] = values
+        self.keys[:, :, start:self.length] = keys
+        self.values[:, :, start:self.length] = values
+        return self.keys[:, :, :self.length], self.values[:, :, :self.length]
+
+    def make_room(self, like: torch.Tensor) -> int:
+        """Count `like`'s positions, (B, H, T_new, Dh), as kept and return where they start; the
+        caller writes them there."""
+        start, end = self.length, self.length + like.size(2)
+        if self.keys is None or end > self.keys.size(2):
+            self._grow(like, max(end, 2 * start))
         self.length = end
-        return self.keys[:, :, :end], self.values[:, :, :end]
+        return start
 
     def _grow(self, like: torch.Tensor, capacity: int) -> None:
         """New buffers of `capacity` positions holding the positions kept so far."""
@@ -154,6 +160,69 @@ class StepLinear:
         return self.arrays[key][1]
 
 
+class TokenLayerStep:
+    """One token through a whole encoder layer in one call (`core.row_product.token_through_layer`),
+    for decoders whose products use the row kernel: x (1, 1, C) -> (1, 1, C), the token's key and
+    value written into the layer's cache.
+
+    Op by op, a token of config M spent 60-90 ms of 64 tokens outside its products; in one call
+    per layer, next to nothing (see `core.row_product`). It reads the layers' own parameters
+    (numpy views, kept for the decoder's one `generate` call) and computes what
+    `encoder_layer_step` does, summed in another order: logits agree to rounding, and the tests
+    check that the tokens are the same. It returns None for what it does not take (more than one
+    row, not float32 on a CPU, a layer without biases or with an activation other than GELU or
+    ReLU, no thread-safe thread pool for numba); `encoder_layer_step` runs those.
+    """
+
+    def __init__(self) -> None:
+        # id(layer) -> (the layer, kept so that the id stays its own; its arguments, or None)
+        self.arguments: dict[int, tuple[nn.TransformerEncoderLayer, tuple | None]] = {}
+
+    def __call__(self, layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: LayerCache) -> torch.Tensor | None:
+        if x.numel() != x.size(-1) or x.dtype != torch.float32 or not x.is_cpu:
+            return None
+        arguments = self._arguments(layer)
+        if arguments is None or self.kernel is None:
+            return None
+        norm1, attention_in, attention_out, norm2, feed_forward_in, feed_forward_out, gelu = arguments
+        # (1, 1, C) read as one position of (1, H, 1, Dh): room for its key and value
+        position = cache.make_room(x.view(1, layer.self_attn.num_heads, 1, -1))
+        out = np.empty(x.size(-1), np.float32)  # (C,)
+        self.kernel(x.detach().numpy().reshape(-1), norm1, attention_in, cache.keys[0].numpy(),
+                    cache.values[0].numpy(), position, attention_out, norm2, feed_forward_in, feed_forward_out,
+                    gelu, out)  # keys and values (H, capacity, Dh)
+        return torch.from_numpy(out).view(x.shape)
+
+    @functools.cached_property
+    def kernel(self) -> Callable[..., None] | None:
+        """Loaded at the first token, as `StepLinear.kernel` is."""
+        from . import row_product
+        return row_product.layer_kernel_for_this_thread()
+
+    def _arguments(self, layer: nn.TransformerEncoderLayer) -> tuple | None:
+        if id(layer) not in self.arguments:
+            self.arguments[id(layer)] = layer, _layer_arrays(layer)
+        return self.arguments[id(layer)][1]
+
+
+def _layer_arrays(layer: nn.TransformerEncoderLayer) -> tuple | None:
+    """The layer's parameters as `token_through_layer` takes them, numpy views of their memory;
+    None if it cannot take them."""
+    attention, norms = layer.self_attn, (layer.norm1, layer.norm2)
+    products = ((attention.in_proj_weight, attention.in_proj_bias),
+                (attention.out_proj.weight, attention.out_proj.bias),
+                (layer.linear1.weight, layer.linear1.bias), (layer.linear2.weight, layer.linear2.bias))
+    tensors = [t for pair in products for t in pair] + [t for norm in norms for t in (norm.weight, norm.bias)]
+    if layer.activation not in (F.gelu, F.relu) or not all(
+            t is not None and t.dtype == torch.float32 and t.is_cpu and t.is_contiguous() for t in tensors):
+        return None
+    attention_in, attention_out, feed_forward_in, feed_forward_out = (
+        (weight.detach().numpy(), bias.detach().numpy()) for weight, bias in products)
+    norm1, norm2 = ((norm.weight.detach().numpy(), norm.bias.detach().numpy(), norm.eps) for norm in norms)
+    return (norm1, attention_in, attention_out, norm2, feed_forward_in, feed_forward_out,
+            layer.activation is F.gelu)
+
+
 def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
     """`norm(x)` without the module call: at batch 1 a token is a few hundred small ops, and each
     module call costs about as much as the op it wraps."""
@@ -230,6 +299,7 @@ class CachedDecoder:
     def __init__(self, model: _CausalLM, block_size: int | None = None) -> None:
         self.model, self.block_size = model, block_size
         self.linear = StepLinear(row_kernel_for(model))
+        self.token_step = TokenLayerStep() if self.linear.row_kernel else None
         self.reset()
 
     def reset(self) -> None:
@@ -263,9 +333,14 @@ class CachedDecoder:
         caches = iter(self.caches)
         for module in self.model.layer_stack():
             if isinstance(module, nn.TransformerEncoderLayer):
-                # (B, T_new, C_i) -> (B, T_new, C_i)
-                x = encoder_layer_step(module, x, next(caches), mask, self.linear)
+                x = self._layer(module, x, next(caches), mask)  # (B, T_new, C_i) -> (B, T_new, C_i)
             else:
                 # projection: (B, T_new, C_prev) -> (B, T_new, C_next)
                 x = self.linear(x, module.weight, module.bias)
         return self.model._head(x[:, -1:])[:, -1]  # (B, 1, C_last) -> (B, V)
+
+    def _layer(self, layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: LayerCache,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        """One encoder layer: in one call for one token where the row kernel serves, else op by op."""
+        out = None if self.token_step is None else self.token_step(layer, x, cache)
+        return encoder_layer_step(layer, x, cache, mask, self.linear) if out is None else out

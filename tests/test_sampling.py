@@ -336,10 +336,13 @@ def test_one_row_products_read_the_parameters_own_memory_and_return_new_tensors(
     with torch.no_grad():
         for _ in range(3):  # the prompt as a matrix product, then one row at a time
             ids = torch.cat([ids, decoder.next_logits(ids).argmax(-1, keepdim=True)], dim=1)
+    # the projections' weights and biases (one product each), and each layer's parameters (one call a layer)
     arrays = [array for _, pair in decoder.linear.arrays.values() for array in pair]
-    # every matrix a step multiplies by, with its bias: the layers' and the projections'
-    assert len(arrays) == sum(1 for p in m.layers.parameters() if p.dim() == 2) * 2
-    assert {a.ctypes.data for a in arrays} <= weights  # views, no copies
+    for _, (*norms_and_products, gelu) in decoder.token_step.arguments.values():
+        assert gelu
+        arrays += [a for part in norms_and_products for a in part if isinstance(a, np.ndarray)]
+    assert len(arrays) == len(list(m.layers.parameters()))  # every parameter between embedding and head
+    assert {a.ctypes.data for a in arrays} == {p.data_ptr() for p in m.layers.parameters()}  # views, no copies
     out = decoder.linear(torch.ones(1, 1, 16), m.layers[0].linear1.weight, m.layers[0].linear1.bias)
     assert out.shape == (1, 1, m.layers[0].linear1.out_features)
     assert out.untyped_storage().data_ptr() not in weights
@@ -367,6 +370,7 @@ def test_without_a_thread_safe_threading_layer_the_row_kernel_runs_on_one_thread
     row_product._kernel.cache_clear()
     try:
         assert row_product.kernel_for_this_thread() is row_product.serial_kernel
+        assert row_product.layer_kernel_for_this_thread() is None  # its products need the thread pool
     finally:
         row_product._kernel.cache_clear()  # the next caller probes the real kernel again
 
@@ -393,6 +397,47 @@ def test_the_row_kernel_leaves_rows_it_does_not_take_to_f_linear(monkeypatch):
                  (torch.randn(1, 1, 4, dtype=torch.float64), weight.double()),  # not float32
                  (torch.randn(1, 1, 4), torch.randn(4, 8).t())]:  # a transposed weight
         torch.testing.assert_close(decoder_linear(x, w, bias.to(w.dtype)), F.linear(x, w, bias.to(w.dtype)))
+
+
+def layer_and_two_caches(width: int = 24, heads: int = 3, feed_forward: int = 40, past: int = 5, **options):
+    """An eval-mode pre-norm layer and two caches that each hold the same `past` positions."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(width, heads, feed_forward, batch_first=True, norm_first=True,
+                                       **options).eval()
+    positions = torch.randn(1, past, width, dtype=layer.linear1.weight.dtype)  # (1, T_past, C)
+    caches = kv_cache.LayerCache(), kv_cache.LayerCache()
+    with torch.inference_mode():
+        for cache in caches:
+            kv_cache.encoder_layer_step(layer, positions, cache, kv_cache._causal_mask(0, past, positions),
+                                        kv_cache.StepLinear(row_kernel=False))
+    return layer, caches
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+@pytest.mark.parametrize("width, heads, feed_forward", [(24, 3, 40), (7, 1, 5), (256, 8, 1024)])
+def test_one_call_per_layer_computes_what_the_layer_step_does(activation, width, heads, feed_forward):
+    layer, (by_ops, in_one_call) = layer_and_two_caches(width, heads, feed_forward, activation=activation)
+    token = torch.randn(1, 1, width)  # (B=1, T=1, C)
+    with torch.inference_mode():
+        expected = kv_cache.encoder_layer_step(layer, token, by_ops, None, kv_cache.StepLinear(row_kernel=False))
+        out = kv_cache.TokenLayerStep()(layer, token, in_one_call)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert in_one_call.length == by_ops.length == 6
+    torch.testing.assert_close(in_one_call.keys[:, :, :6], by_ops.keys[:, :, :6])
+    torch.testing.assert_close(in_one_call.values[:, :, :6], by_ops.values[:, :, :6])
+
+
+@pytest.mark.parametrize("token, options", [
+    (torch.randn(2, 1, 24), {}),  # two rows
+    (torch.randn(1, 2, 24), {}),  # two positions: a prompt
+    (torch.randn(1, 1, 24, dtype=torch.float64), {"dtype": torch.float64}),
+    (torch.randn(1, 1, 24), {"activation": F.silu}),  # an activation it does not compute
+    (torch.randn(1, 1, 24), {"bias": False})])  # no biases
+def test_one_call_per_layer_leaves_what_it_does_not_take_to_the_layer_step(token, options):
+    layer, (cache, _) = layer_and_two_caches(**options)
+    with torch.inference_mode():
+        assert kv_cache.TokenLayerStep()(layer, token, cache) is None
+    assert cache.length == 5  # nothing written
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 192), (1, 1, 7), (3, 1, 192), (1, 4, 192)])
