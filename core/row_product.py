@@ -21,11 +21,13 @@ at once): OpenMP or TBB. Where neither loads, the loop runs on one thread. The p
 never by the fork server that the page's training runs fork from (`core/processes.py`), since
 GNU OpenMP does not survive a fork.
 
-Once the products were fast, the rest of a token cost more than they did: at 64 tokens of config M,
-the products took 23-29 ms and the whole token 85-116 ms, a few hundred small PyTorch operations a
-token (LayerNorm, head splits, cache writes, attention, GELU, residuals) and the Python between
-them. `token_through_layer` does a pre-norm encoder layer's work for one token in one compiled
-call, calling the row kernel for its four products: 384 such calls (64 tokens of M) took 21-25 ms.
+Once the products were fast, the rest of a token cost more than they did: of 64 tokens of config M,
+the products took 23-29 ms and the rest 60-90 ms, a few hundred small PyTorch operations a token
+(LayerNorm, head splits, cache writes, attention, GELU, residuals) and the Python between them,
+each slower than alone because the weights had just streamed through the caches.
+`token_through_layer` does a pre-norm encoder layer's work for one token in one compiled call, its
+four products through the row kernel: the 64 tokens took 46-84 ms instead of 114-157 ms on the
+same minutes of the README's machine.
 """
 
 from __future__ import annotations
