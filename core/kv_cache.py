@@ -105,7 +105,7 @@ def numba_installed() -> bool:
 
 def row_kernel_for(model: _CausalLM) -> bool:
     """Whether the decoder should use `core.row_product` for this model here (`StepLinear`'s
-    products and `TokenLayerStep`): MKL on an AMD CPU, at least `ROW_KERNEL_WEIGHT_BYTES` of
+    products and `OneCallToken`): MKL on an AMD CPU, at least `ROW_KERNEL_WEIGHT_BYTES` of
     weight matrices in the layers, and numba installed.
 
     Intel CPUs keep MKL, whose matrix-vector product is fast there. On an Intel Xeon with AMX (two
@@ -164,67 +164,106 @@ class StepLinear:
         return self.arrays[key][1]
 
 
-class TokenLayerStep:
-    """One token through a whole encoder layer in one call (`core.row_product.token_through_layer`),
-    for decoders whose products use the row kernel: x (1, 1, C) -> (1, 1, C), the token's key and
-    value written into the layer's cache.
+class OneCallToken:
+    """A new token of one sequence from its embedding to its next-token logits in one call
+    (`core.row_product.token_through_stack`), for decoders whose products use the row kernel:
+    every layer's work, its key and value written into its cache, the projections and the head.
 
-    Op by op, 64 tokens of config M spent 60-90 ms outside their products; in one call a layer,
-    they took 46-84 ms in all instead of 114-157 ms (see `core.row_product`). It reads the
-    layers' own parameters (numpy views, kept for the decoder's one `generate` call) and computes
-    what `encoder_layer_step` does, summed in another order: logits agree to rounding, and the
-    tests check that the tokens are the same. It returns None for what it does not take (more than one
-    row, not float32 on a CPU, a layer without biases or with an activation other than GELU or
-    ReLU, no thread-safe thread pool for numba); `encoder_layer_step` runs those.
+    Op by op, 64 tokens of config M spent 60-90 ms outside their products; in one call a layer
+    they took 46-84 ms in all instead of 114-157 ms, and in one call a token 51-63 ms where one
+    call a layer took 61-85 (see `core.row_product`). It reads the model's own parameters (numpy
+    views, made once per decoder) and computes what `encoder_layer_step` and the head do, summed
+    in another order: logits agree to rounding, and the tests check that the tokens are the same.
+    `arguments` is None for a model it does not take (a layer without biases or with an
+    activation other than GELU or ReLU, parameters not float32 on a CPU), and `kernel` is None
+    where numba has no thread-safe thread pool; those tokens go op by op.
     """
 
-    def __init__(self) -> None:
-        # id(layer) -> (the layer, kept so that the id stays its own; its arguments, or None)
-        self.arguments: dict[int, tuple[nn.TransformerEncoderLayer, tuple | None]] = {}
+    def __init__(self, model: _CausalLM) -> None:
+        self.arguments = _stack_arrays(model)
+        # per layer, a (1, H, 1, Dh) tensor: the shape of one position's keys, for `LayerCache.make_room`
+        self.one_position = [torch.empty(1, layer.self_attn.num_heads, 1, layer.self_attn.head_dim)
+                             for layer in model.encoder_layers()]
+        self.buffers: list[torch.Tensor] = []  # the caches' key buffers that `views` are of
+        self.views: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] = ((), ())
 
-    def __call__(self, layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: LayerCache) -> torch.Tensor | None:
-        if x.numel() != x.size(-1) or x.dtype != torch.float32 or not x.is_cpu:
-            return None
-        arguments = self._arguments(layer)
-        if arguments is None or self.kernel is None:
-            return None
-        norm1, attention_in, attention_out, norm2, feed_forward_in, feed_forward_out, gelu = arguments
-        # (1, 1, C) read as one position of (1, H, 1, Dh): room for its key and value
-        position = cache.make_room(x.view(1, layer.self_attn.num_heads, 1, -1))
-        out = np.empty(x.size(-1), np.float32)  # (C,)
-        self.kernel(x.detach().numpy().reshape(-1), norm1, attention_in, cache.keys[0].numpy(),
-                    cache.values[0].numpy(), position, attention_out, norm2, feed_forward_in, feed_forward_out,
-                    gelu, out)  # keys and values (H, capacity, Dh)
-        return torch.from_numpy(out).view(x.shape)
+    def takes(self, new_ids: torch.Tensor) -> bool:
+        """One new token of one sequence, on a CPU, of a model it takes, where the kernel runs."""
+        return new_ids.numel() == 1 and new_ids.is_cpu and self.arguments is not None and self.kernel is not None
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, caches: list[LayerCache]) -> torch.Tensor:
+        """x (1, 1, C0), the token's embedding -> its logits (1, V); each cache keeps one more position
+        (inference mode, as `CachedDecoder._through_stack`: the caches' buffers are inference tensors)."""
+        position = caches[0].length
+        for cache, one_position in zip(caches, self.one_position):
+            cache.make_room(one_position)
+        keys, values = self._views(caches)
+        layers, projections, final_norm, head = self.arguments
+        logits = np.empty(head[0].shape[0], np.float32)  # (V,)
+        self.kernel(x.detach().numpy().reshape(-1), layers, keys, values, position, projections, final_norm,
+                    head, logits)
+        return torch.from_numpy(logits).unsqueeze(0)
 
     @functools.cached_property
     def kernel(self) -> Callable[..., None] | None:
         """Loaded at the first token, as `StepLinear.kernel` is."""
         from . import row_product
-        return row_product.layer_kernel_for_this_thread()
+        return row_product.stack_kernel_for_this_thread()
 
-    def _arguments(self, layer: nn.TransformerEncoderLayer) -> tuple | None:
-        if id(layer) not in self.arguments:
-            self.arguments[id(layer)] = layer, _layer_arrays(layer)
-        return self.arguments[id(layer)][1]
+    def _views(self, caches: list[LayerCache]) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """The caches' buffers as numpy sees them, (H, capacity, Dh) each, made again when one grew."""
+        buffers = [cache.keys for cache in caches]
+        if len(buffers) != len(self.buffers) or any(a is not b for a, b in zip(buffers, self.buffers)):
+            self.buffers = buffers
+            self.views = (tuple(cache.keys[0].numpy() for cache in caches),
+                          tuple(cache.values[0].numpy() for cache in caches))
+        return self.views
+
+
+_NO_PROJECTION = (np.empty((0, 0), np.float32), np.empty(0, np.float32))
+
+
+def _stack_arrays(model: _CausalLM) -> tuple | None:
+    """The model's parameters as `token_through_stack` takes them, numpy views of their memory:
+    (layers, projections after each layer, final norm, head); None if it cannot take them."""
+    layers, projections = [], []
+    for module in model.layer_stack():
+        if isinstance(module, nn.TransformerEncoderLayer):
+            layers.append(_layer_arrays(module))
+            projections.append(_NO_PROJECTION)
+        elif projections:  # a projection after the last layer: where the widths change
+            projections[-1] = _arrays(module.weight, module.bias)
+        else:
+            return None
+    norm, head = model.final_norm, model.head
+    final_norm = _arrays(norm.weight, norm.bias)
+    head = _arrays(head.weight, head.bias)
+    if any(part is None for part in (*layers, *projections, final_norm, head)):
+        return None
+    return tuple(layers), tuple(projections), (*final_norm, norm.eps), head
 
 
 def _layer_arrays(layer: nn.TransformerEncoderLayer) -> tuple | None:
-    """The layer's parameters as `token_through_layer` takes them, numpy views of their memory;
-    None if it cannot take them."""
-    attention, norms = layer.self_attn, (layer.norm1, layer.norm2)
-    products = ((attention.in_proj_weight, attention.in_proj_bias),
-                (attention.out_proj.weight, attention.out_proj.bias),
-                (layer.linear1.weight, layer.linear1.bias), (layer.linear2.weight, layer.linear2.bias))
-    tensors = [t for pair in products for t in pair] + [t for norm in norms for t in (norm.weight, norm.bias)]
-    if layer.activation not in (F.gelu, F.relu) or not all(
-            t is not None and t.dtype == torch.float32 and t.is_cpu and t.is_contiguous() for t in tensors):
+    """One layer's parameters as `token_through_layer` takes them; None if it cannot take them."""
+    attention = layer.self_attn
+    parts = [_arrays(layer.norm1.weight, layer.norm1.bias),
+             _arrays(attention.in_proj_weight, attention.in_proj_bias),
+             _arrays(attention.out_proj.weight, attention.out_proj.bias),
+             _arrays(layer.norm2.weight, layer.norm2.bias),
+             _arrays(layer.linear1.weight, layer.linear1.bias), _arrays(layer.linear2.weight, layer.linear2.bias)]
+    if layer.activation not in (F.gelu, F.relu) or any(part is None for part in parts):
         return None
-    attention_in, attention_out, feed_forward_in, feed_forward_out = (
-        (weight.detach().numpy(), bias.detach().numpy()) for weight, bias in products)
-    norm1, norm2 = ((norm.weight.detach().numpy(), norm.bias.detach().numpy(), norm.eps) for norm in norms)
-    return (norm1, attention_in, attention_out, norm2, feed_forward_in, feed_forward_out,
-            layer.activation is F.gelu)
+    norm1, attention_in, attention_out, norm2, feed_forward_in, feed_forward_out = parts
+    return ((*norm1, layer.norm1.eps), attention_in, attention_out, (*norm2, layer.norm2.eps),
+            feed_forward_in, feed_forward_out, layer.activation is F.gelu)
+
+
+def _arrays(weight: torch.Tensor | None, bias: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """A weight and its bias as numpy views of their memory; None unless both are float32 on a CPU."""
+    if not all(t is not None and t.dtype == torch.float32 and t.is_cpu and t.is_contiguous() for t in (weight, bias)):
+        return None
+    return weight.detach().numpy(), bias.detach().numpy()
 
 
 def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
@@ -303,7 +342,7 @@ class CachedDecoder:
     def __init__(self, model: _CausalLM, block_size: int | None = None) -> None:
         self.model, self.block_size = model, block_size
         self.linear = StepLinear(row_kernel_for(model))
-        self.token_step = TokenLayerStep() if self.linear.row_kernel else None
+        self.one_call = OneCallToken(model) if self.linear.row_kernel else None
         self.reset()
 
     def reset(self) -> None:
@@ -324,6 +363,8 @@ class CachedDecoder:
         x = self.model._embed(new_ids, start=self.length)  # (B, T_new) -> (B, T_new, C0)
         mask = _causal_mask(self.length, new_ids.size(1), like=x)  # (T_new, T_all) or None
         self.length += new_ids.size(1)
+        if self.one_call is not None and self.one_call.takes(new_ids):
+            return self.one_call(x, self.caches)  # (1, 1, C0) -> (1, V)
         return self._through_stack(x, mask)  # (B, T_new, C0) -> (B, V)
 
     @torch.inference_mode()
@@ -337,14 +378,9 @@ class CachedDecoder:
         caches = iter(self.caches)
         for module in self.model.layer_stack():
             if isinstance(module, nn.TransformerEncoderLayer):
-                x = self._layer(module, x, next(caches), mask)  # (B, T_new, C_i) -> (B, T_new, C_i)
+                # (B, T_new, C_i) -> (B, T_new, C_i)
+                x = encoder_layer_step(module, x, next(caches), mask, self.linear)
             else:
                 # projection: (B, T_new, C_prev) -> (B, T_new, C_next)
                 x = self.linear(x, module.weight, module.bias)
         return self.model._head(x[:, -1:])[:, -1]  # (B, 1, C_last) -> (B, V)
-
-    def _layer(self, layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: LayerCache,
-               mask: torch.Tensor | None) -> torch.Tensor:
-        """One encoder layer: in one call for one token where the row kernel serves, else op by op."""
-        out = None if self.token_step is None else self.token_step(layer, x, cache)
-        return encoder_layer_step(layer, x, cache, mask, self.linear) if out is None else out

@@ -25,9 +25,11 @@ Once the products were fast, the rest of a token cost more than they did: of 64 
 the products took 23-29 ms and the rest 60-90 ms, a few hundred small PyTorch operations a token
 (LayerNorm, head splits, cache writes, attention, GELU, residuals) and the Python between them,
 each slower than alone because the weights had just streamed through the caches.
-`token_through_layer` does a pre-norm encoder layer's work for one token in one compiled call, its
-four products through the row kernel: the 64 tokens took 46-84 ms instead of 114-157 ms on the
-same minutes of the README's machine.
+`token_through_stack` takes a token from its embedding to its logits in one compiled call: each
+pre-norm encoder layer's work (`token_through_layer`), the projections and the head, every product
+through the row kernel. In one call a layer, the 64 tokens took 46-84 ms instead of 114-157 ms on
+the same minutes of the README's machine; in one call a token, 51-63 ms where one call a layer
+took 61-85.
 """
 
 from __future__ import annotations
@@ -143,7 +145,30 @@ def token_through_layer(x: np.ndarray, norm1: tuple, attention_in: tuple, keys: 
     out += x  # the second residual
 
 
-def layer_kernel_for_this_thread() -> Callable[..., None] | None:
-    """`token_through_layer`, its products on as many threads as torch uses here, where numba's
-    thread pool loads; None where it does not (tokens then go product by product, on one thread)."""
-    return token_through_layer if kernel_for_this_thread() is parallel_kernel else None
+@numba.njit(**_OPTIONS)
+def token_through_stack(x: np.ndarray, layers: tuple, keys: tuple, values: tuple, position: int,
+                        projections: tuple, final_norm: tuple, head: tuple, logits: np.ndarray) -> None:
+    """One token from its embedding x (C0,) to its next-token logits (V,), through every encoder
+    layer (`token_through_layer`; layers[i] holds its arguments but the cache's), the projection
+    after each layer where widths change (an empty weight where none), the final norm and the head.
+
+    keys[i] and values[i] are layer i's cache, (H, capacity, Dh); the token is at `position`.
+    """
+    for i in range(len(layers)):
+        norm1, attention_in, attention_out, norm2, feed_forward_in, feed_forward_out, gelu = layers[i]
+        out = np.empty(x.shape[0], np.float32)
+        token_through_layer(x, norm1, attention_in, keys[i], values[i], position, attention_out, norm2,
+                            feed_forward_in, feed_forward_out, gelu, out)
+        weight, bias = projections[i]
+        if weight.shape[0] == 0:
+            x = out
+        else:  # (C_i,) -> (C_i+1,)
+            x = np.empty(weight.shape[0], np.float32)
+            parallel_kernel(weight, out, bias, x)
+    parallel_kernel(head[0], _layer_norm(x, final_norm[0], final_norm[1], final_norm[2]), head[1], logits)
+
+
+def stack_kernel_for_this_thread() -> Callable[..., None] | None:
+    """`token_through_stack`, its products on as many threads as torch uses here, where numba's
+    thread pool loads; None where it does not (tokens then go op by op, their products on one thread)."""
+    return token_through_stack if kernel_for_this_thread() is parallel_kernel else None

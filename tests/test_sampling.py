@@ -327,6 +327,13 @@ def test_cache_holds_only_keys_and_values_never_a_weight():
             assert kept.untyped_storage().data_ptr() not in weights
 
 
+def nested_arrays(parts) -> list[np.ndarray]:
+    """The numpy arrays in nested tuples."""
+    if isinstance(parts, np.ndarray):
+        return [parts]
+    return [a for part in parts for a in nested_arrays(part)] if isinstance(parts, tuple) else []
+
+
 def test_one_row_products_read_the_parameters_own_memory_and_return_new_tensors(monkeypatch):
     monkeypatch.setattr(kv_cache, "row_kernel_for", lambda model: True)
     m = widths_model().eval()
@@ -336,13 +343,11 @@ def test_one_row_products_read_the_parameters_own_memory_and_return_new_tensors(
     with torch.no_grad():
         for _ in range(3):  # the prompt as a matrix product, then one row at a time
             ids = torch.cat([ids, decoder.next_logits(ids).argmax(-1, keepdim=True)], dim=1)
-    # the projections' weights and biases (one product each), and each layer's parameters (one call a layer)
-    arrays = [array for _, pair in decoder.linear.arrays.values() for array in pair]
-    for _, (*norms_and_products, gelu) in decoder.token_step.arguments.values():
-        assert gelu
-        arrays += [a for part in norms_and_products for a in part if isinstance(a, np.ndarray)]
-    assert len(arrays) == len(list(m.layers.parameters()))  # every parameter between embedding and head
-    assert {a.ctypes.data for a in arrays} == {p.data_ptr() for p in m.layers.parameters()}  # views, no copies
+    # one call a token: every parameter but the embedding's, each read in its own memory
+    arrays = [a for a in nested_arrays(decoder.one_call.arguments) if a.size]  # empty: no projection there
+    read = [p for name, p in m.named_parameters() if not name.startswith("embedding")]
+    assert len(arrays) == len(read)
+    assert {a.ctypes.data for a in arrays} == {p.data_ptr() for p in read}  # views, no copies
     out = decoder.linear(torch.ones(1, 1, 16), m.layers[0].linear1.weight, m.layers[0].linear1.bias)
     assert out.shape == (1, 1, m.layers[0].linear1.out_features)
     assert out.untyped_storage().data_ptr() not in weights
@@ -370,7 +375,7 @@ def test_without_a_thread_safe_threading_layer_the_row_kernel_runs_on_one_thread
     row_product._kernel.cache_clear()
     try:
         assert row_product.kernel_for_this_thread() is row_product.serial_kernel
-        assert row_product.layer_kernel_for_this_thread() is None  # its products need the thread pool
+        assert row_product.stack_kernel_for_this_thread() is None  # its products need the thread pool
     finally:
         row_product._kernel.cache_clear()  # the next caller probes the real kernel again
 
@@ -399,45 +404,67 @@ def test_the_row_kernel_leaves_rows_it_does_not_take_to_f_linear(monkeypatch):
         torch.testing.assert_close(decoder_linear(x, w, bias.to(w.dtype)), F.linear(x, w, bias.to(w.dtype)))
 
 
-def layer_and_two_caches(width: int = 24, heads: int = 3, feed_forward: int = 40, past: int = 5, **options):
-    """An eval-mode pre-norm layer and two caches that each hold the same `past` positions."""
-    torch.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(width, heads, feed_forward, batch_first=True, norm_first=True,
-                                       **options).eval()
-    positions = torch.randn(1, past, width, dtype=layer.linear1.weight.dtype)  # (1, T_past, C)
-    caches = kv_cache.LayerCache(), kv_cache.LayerCache()
-    with torch.inference_mode():
-        for cache in caches:
-            kv_cache.encoder_layer_step(layer, positions, cache, kv_cache._causal_mask(0, past, positions),
-                                        kv_cache.StepLinear(row_kernel=False))
-    return layer, caches
+def decoder_after_the_prompt(m: nn.Module, row_kernel: bool, monkeypatch) -> CachedDecoder:
+    """A decoder of `m` whose caches hold a 5-token prompt."""
+    monkeypatch.setattr(kv_cache, "row_kernel_for", lambda model: row_kernel)
+    decoder = CachedDecoder(m.eval())
+    with torch.no_grad():
+        decoder.next_logits(prompt().unsqueeze(0))  # (1, 5): the prompt, op by op
+    return decoder
 
 
-@pytest.mark.parametrize("activation", ["gelu", "relu"])
-@pytest.mark.parametrize("width, heads, feed_forward", [(24, 3, 40), (7, 1, 5), (256, 8, 1024)])
-def test_one_call_per_layer_computes_what_the_layer_step_does(activation, width, heads, feed_forward):
-    layer, (by_ops, in_one_call) = layer_and_two_caches(width, heads, feed_forward, activation=activation)
-    token = torch.randn(1, 1, width)  # (B=1, T=1, C)
-    with torch.inference_mode():
-        expected = kv_cache.encoder_layer_step(layer, token, by_ops, None, kv_cache.StepLinear(row_kernel=False))
-        out = kv_cache.TokenLayerStep()(layer, token, in_one_call)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-    assert in_one_call.length == by_ops.length == 6
-    torch.testing.assert_close(in_one_call.keys[:, :, :6], by_ops.keys[:, :, :6])
-    torch.testing.assert_close(in_one_call.values[:, :, :6], by_ops.values[:, :, :6])
+def relu_model():
+    m = tiny_model(VOCAB, [24, 24], nhead=3, seed=7)
+    for layer in m.encoder_layers():
+        layer.activation = F.relu
+    return m
 
 
-@pytest.mark.parametrize("token, options", [
-    (torch.randn(2, 1, 24), {}),  # two rows
-    (torch.randn(1, 2, 24), {}),  # two positions: a prompt
-    (torch.randn(1, 1, 24, dtype=torch.float64), {"dtype": torch.float64}),
-    (torch.randn(1, 1, 24), {"activation": F.silu}),  # an activation it does not compute
-    (torch.randn(1, 1, 24), {"bias": False})])  # no biases
-def test_one_call_per_layer_leaves_what_it_does_not_take_to_the_layer_step(token, options):
-    layer, (cache, _) = layer_and_two_caches(**options)
-    with torch.inference_mode():
-        assert kv_cache.TokenLayerStep()(layer, token, cache) is None
-    assert cache.length == 5  # nothing written
+def wide_model():  # config M's layer width, heads and feed-forward
+    return tiny_model(VOCAB, [256, 256], [1024, 1024], nhead=8, seed=8)
+
+
+@pytest.mark.parametrize("make_model", [widths_model, simple_model, relu_model, wide_model])
+def test_one_call_a_token_computes_what_the_stack_does_op_by_op(make_model, monkeypatch):
+    m = make_model()
+    by_ops, in_one_call = (decoder_after_the_prompt(m, row_kernel, monkeypatch) for row_kernel in (False, True))
+    ids = torch.cat([prompt(), torch.tensor([3])]).unsqueeze(0)  # (1, 6): one new token
+    with torch.no_grad():
+        expected = by_ops.next_logits(ids)
+        assert in_one_call.one_call.takes(ids[:, 5:])
+        logits = in_one_call.next_logits(ids)
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    for kept, expected_kept in zip(in_one_call.caches, by_ops.caches):
+        assert kept.length == expected_kept.length == 6
+        torch.testing.assert_close(kept.keys[:, :, :6], expected_kept.keys[:, :, :6])
+        torch.testing.assert_close(kept.values[:, :, :6], expected_kept.values[:, :, :6])
+
+
+def with_silu(m):
+    m.encoder_layers()[-1].activation = F.silu  # an activation the call does not compute
+    return m
+
+
+def with_a_transposed_weight(m):
+    linear = m.encoder_layers()[0].linear1  # the same values, laid out column by column
+    linear.weight = nn.Parameter(linear.weight.detach().t().contiguous().t())
+    return m
+
+
+@pytest.mark.parametrize("change", [with_silu, with_a_transposed_weight, lambda m: m.double()])
+def test_one_call_a_token_leaves_models_it_does_not_take_op_by_op(change, monkeypatch):
+    m = change(widths_model())
+    decoder = decoder_after_the_prompt(m, True, monkeypatch)
+    assert decoder.one_call.arguments is None and not decoder.one_call.takes(torch.tensor([[3]]))
+    cached, uncached = cached_and_uncached(m, prompt(), max_new_tokens=6, greedy=True)
+    assert torch.equal(cached, uncached)
+
+
+def test_one_call_a_token_takes_one_new_token_of_one_sequence(monkeypatch):
+    one_call = decoder_after_the_prompt(widths_model(), True, monkeypatch).one_call
+    assert one_call.takes(torch.tensor([[3]]))
+    assert not one_call.takes(torch.tensor([[3], [4]]))  # two sequences: a matrix product
+    assert not one_call.takes(torch.tensor([[3, 4]]))  # two new tokens: a prompt
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 192), (1, 1, 7), (3, 1, 192), (1, 4, 192)])
