@@ -64,7 +64,7 @@ from core import (
     make_task,
     train_task,
 )
-from core.kv_cache import StepLinear, row_kernel_for
+from core.kv_cache import StepLinear, one_call_for
 
 PARTS = ("learn", "throughput", "sampling")
 
@@ -646,7 +646,7 @@ def weights_only(model: torch.nn.Module, tokens: int) -> Callable[[], None]:
     else. At batch 1 each new token needs every weight, so our sampler cannot beat it."""
     matrices = weight_matrices(model)
     vectors = {m.size(1): torch.randn(1, m.size(1)) for m in matrices}  # (1, C_in) per input width
-    linear = StepLinear(row_kernel_for(model))
+    linear = StepLinear(one_call_for(model))  # the row kernel wherever a token takes one call
 
     @torch.inference_mode()
     def stream() -> None:

@@ -76,11 +76,11 @@ class LayerCache:
         self.keys, self.values = keys, values
 
 
-# Layers with at least this many bytes of weight matrices sample through `core.row_product` where
-# MKL runs on an AMD CPU. Per product on the README's 2-core AMD machine, MKL against the row
-# kernel: 8 against 9 us at 4.5 MB of weights, 16 against 11 us at 10 MB, 56 against 16 us at
-# 18 MB (config M). The page's largest models hold 9.4 MB, so the page's server never pays the
-# kernel's first use (numba's 0.2 s import, its compilation) for a gain of microseconds a token.
+# Layers with at least this many bytes of weight matrices sample through `core.row_product`. Per
+# product on the README's 2-core AMD machine, MKL against the row kernel: 8 against 9 us at 4.5 MB
+# of weights, 16 against 11 us at 10 MB, 56 against 16 us at 18 MB (config M). The page's largest
+# models hold 9.4 MB and answer in a few tokens, so the page's server never pays numba's first use
+# (its 0.2 s import, loading or compiling the kernels) for a gain of milliseconds.
 ROW_KERNEL_WEIGHT_BYTES = 16 * 2**20
 
 
@@ -103,17 +103,26 @@ def numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def row_kernel_for(model: _CausalLM) -> bool:
-    """Whether the decoder should use `core.row_product` for this model here (`StepLinear`'s
-    products and `OneCallToken`): MKL on an AMD CPU, at least `ROW_KERNEL_WEIGHT_BYTES` of
-    weight matrices in the layers, and numba installed.
+def one_call_for(model: _CausalLM) -> bool:
+    """Whether a new token of one sequence should take `OneCallToken` here: numba installed and at
+    least `ROW_KERNEL_WEIGHT_BYTES` of weight matrices in the layers, on any CPU.
 
-    Intel CPUs keep MKL, whose matrix-vector product is fast there. On an Intel Xeon with AMX (two
-    cores of a 16-core machine), 64 tokens of config M took 78 ms op by op with MKL, 87 ms op by op
-    with the row kernel, and 71 ms in one call a layer: one measurement (medians of 9, taking
-    turns), too thin to move a whole CPU family onto numba."""
+    Measured with 64 tokens of config M on two cores, taking turns (medians of 9): on the README's
+    AMD EPYC, 50-51 ms against 89-94 op by op with the row kernel and 193-205 with MKL; on an Intel
+    Xeon with AMX, whose MKL matrix-vector product is fast, 76 ms against 114 op by op with MKL."""
+    return _large(model) and numba_installed()
+
+
+def row_kernel_for(model: _CausalLM) -> bool:
+    """Whether `StepLinear` multiplies one row by the row kernel here, for the tokens that go op
+    by op: MKL on an AMD CPU, `one_call_for`'s size, numba installed. On an Intel Xeon, op by op,
+    64 tokens of config M took 78 ms with MKL and 87 ms with the row kernel, so Intel keeps MKL."""
+    return mkl_on_an_amd_cpu() and _large(model) and numba_installed()
+
+
+def _large(model: _CausalLM) -> bool:
     weight_bytes = sum(p.numel() * p.element_size() for p in model.layer_stack().parameters() if p.dim() == 2)
-    return mkl_on_an_amd_cpu() and weight_bytes >= ROW_KERNEL_WEIGHT_BYTES and numba_installed()
+    return weight_bytes >= ROW_KERNEL_WEIGHT_BYTES
 
 
 class StepLinear:
@@ -166,8 +175,9 @@ class StepLinear:
 
 class OneCallToken:
     """A new token of one sequence from its embedding to its next-token logits in one call
-    (`core.row_product.token_through_stack`), for decoders whose products use the row kernel:
-    every layer's work, its key and value written into its cache, the projections and the head.
+    (`core.row_product.token_through_stack`), for large models where numba is installed
+    (`one_call_for`): every layer's work, its key and value written into its cache, the
+    projections and the head, each product through the row kernel.
 
     Op by op, 64 tokens of config M spent 60-90 ms outside their products; in one call a layer
     they took 46-84 ms in all instead of 114-157 ms, and in one call a token 51-63 ms where one
@@ -342,7 +352,7 @@ class CachedDecoder:
     def __init__(self, model: _CausalLM, block_size: int | None = None) -> None:
         self.model, self.block_size = model, block_size
         self.linear = StepLinear(row_kernel_for(model))
-        self.one_call = OneCallToken(model) if self.linear.row_kernel else None
+        self.one_call = OneCallToken(model) if one_call_for(model) else None
         self.reset()
 
     def reset(self) -> None:

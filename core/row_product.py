@@ -13,8 +13,8 @@ A loop that sums each row as it reads it writes nothing matrix-sized: 8 us over 
 compiles that loop with its own LLVM (no compiler needed); `fastmath` lets it reassociate the sum
 into vector lanes, so results differ from `F.linear` by rounding, as any two kernels' do.
 
-numba is optional (pyproject's `fast-sampling` extra; `kv_cache.row_kernel_for` checks that it is
-installed) and imported with this module, which only `kv_cache.StepLinear` imports, on first use:
+numba is optional (pyproject's `fast-sampling` extra; `kv_cache.one_call_for` checks that it is
+installed) and imported with this module, which `kv_cache` imports on first use only:
 0.2 s and about 55 MB that a process spends only once it samples a large model. The rows are
 split over numba's threads, whose pool must be thread-safe (Gradio samples from several threads
 at once): OpenMP or TBB. Where neither loads, the loop runs on one thread. The pool is started by sampling,

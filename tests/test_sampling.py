@@ -246,10 +246,12 @@ SAMPLINGS = [dict(greedy=True), dict(temperature=1.3, seed=2), dict(top_k=3, see
              dict(top_p=0.8, seed=4), dict(temperature=0.7, top_k=4, top_p=0.9, seed=5)]
 
 
-@pytest.fixture(params=[True, False], ids=["row kernel", "F.linear"])
+@pytest.fixture(params=[True, False], ids=["one call", "op by op"])
 def one_row_products(request, monkeypatch):
-    """Both ways a step multiplies one row by a weight matrix, whichever this CPU would pick."""
+    """Both ways a new token of one sequence is computed, whichever this CPU would pick: in one call
+    with the row kernel's products, or op by op with MKL's."""
     monkeypatch.setattr(kv_cache, "row_kernel_for", lambda model: request.param)
+    monkeypatch.setattr(kv_cache, "one_call_for", lambda model: request.param)
     return request.param
 
 
@@ -336,6 +338,7 @@ def nested_arrays(parts) -> list[np.ndarray]:
 
 def test_one_row_products_read_the_parameters_own_memory_and_return_new_tensors(monkeypatch):
     monkeypatch.setattr(kv_cache, "row_kernel_for", lambda model: True)
+    monkeypatch.setattr(kv_cache, "one_call_for", lambda model: True)
     m = widths_model().eval()
     weights = {p.untyped_storage().data_ptr() for p in m.parameters()}
     decoder = CachedDecoder(m)
@@ -407,6 +410,7 @@ def test_the_row_kernel_leaves_rows_it_does_not_take_to_f_linear(monkeypatch):
 def decoder_after_the_prompt(m: nn.Module, row_kernel: bool, monkeypatch) -> CachedDecoder:
     """A decoder of `m` whose caches hold a 5-token prompt."""
     monkeypatch.setattr(kv_cache, "row_kernel_for", lambda model: row_kernel)
+    monkeypatch.setattr(kv_cache, "one_call_for", lambda model: row_kernel)
     decoder = CachedDecoder(m.eval())
     with torch.no_grad():
         decoder.next_logits(prompt().unsqueeze(0))  # (1, 5): the prompt, op by op
@@ -483,7 +487,7 @@ def test_processes_that_fork_training_runs_never_load_numba():
     code = ("import sys, torch, core.training, core.kv_cache as kv\n"
             "from core.model import build_model\nfrom core.config import ModelConfig\n"
             "from core.sampling import greedy_answers\n"
-            "kv.row_kernel_for = lambda model: True\n"
+            "kv.row_kernel_for = kv.one_call_for = lambda model: True\n"
             "model = build_model(ModelConfig(5, [16], [32], 2, 0.0))\n"
             "greedy_answers(model, torch.zeros(3, 4, dtype=torch.long), 2)\n"
             "assert 'numba' not in sys.modules")
@@ -492,12 +496,14 @@ def test_processes_that_fork_training_runs_never_load_numba():
 
 @pytest.mark.parametrize("amd_mkl", [True, False])
 @pytest.mark.parametrize("numba_installed", [True, False])
-def test_the_row_kernel_serves_only_large_models_where_mkl_runs_on_amd(monkeypatch, amd_mkl, numba_installed):
+def test_numba_serves_only_large_models_and_op_by_op_products_only_where_mkl_runs_on_amd(
+        monkeypatch, amd_mkl, numba_installed):
     monkeypatch.setattr(kv_cache, "mkl_on_an_amd_cpu", lambda: amd_mkl)
     monkeypatch.setattr(kv_cache, "numba_installed", lambda: numba_installed)
-    assert not kv_cache.row_kernel_for(widths_model())
+    assert not kv_cache.row_kernel_for(widths_model()) and not kv_cache.one_call_for(widths_model())
     # config M of the benchmark: 6 layers of 256, 18 MB of weight matrices
     big = tiny_model(VOCAB, [256] * 6, [1024] * 6, nhead=8, seed=0)
+    assert kv_cache.one_call_for(big) is numba_installed  # whatever the CPU
     assert kv_cache.row_kernel_for(big) is (amd_mkl and numba_installed)
 
 
@@ -531,7 +537,8 @@ def test_cache_matches_re_encoding_for_any_stack(stack, batch, prompt_len, block
     d_models, ffs, heads = stack
     m = tiny_model(VOCAB, d_models, ffs, nhead=heads, seed=seed)
     prompt_ids = torch.randint(0, VOCAB, (batch, prompt_len), generator=torch.Generator().manual_seed(seed))
-    with mock.patch.object(kv_cache, "row_kernel_for", lambda model: row_kernel):
+    with mock.patch.object(kv_cache, "row_kernel_for", lambda model: row_kernel), \
+            mock.patch.object(kv_cache, "one_call_for", lambda model: row_kernel):
         for sampling in (dict(greedy=True), dict(temperature=1.0, seed=seed)):
             cached, uncached = cached_and_uncached(m, prompt_ids, block_size, max_new_tokens=10, **sampling)
             assert torch.equal(cached, uncached)
