@@ -166,10 +166,7 @@ class StepLinear:
         makes a few dozen products, and every microsecond around each is 1.6 ms of 64 tokens of M."""
         key = id(weight), id(bias)
         if key not in self.arrays:
-            plain = all(t.dtype == torch.float32 and t.is_cpu and t.is_contiguous()
-                        for t in (weight, bias) if t is not None)
-            arrays = (weight.detach().numpy(), None if bias is None else bias.detach().numpy()) if plain else None
-            self.arrays[key] = (weight, bias), arrays
+            self.arrays[key] = (weight, bias), _numpy_views(weight, bias)
         return self.arrays[key][1]
 
 
@@ -269,11 +266,17 @@ def _layer_arrays(layer: nn.TransformerEncoderLayer) -> tuple | None:
             feed_forward_in, feed_forward_out, layer.activation is F.gelu)
 
 
-def _arrays(weight: torch.Tensor | None, bias: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """A weight and its bias as numpy views of their memory; None unless both are float32 on a CPU."""
-    if not all(t is not None and t.dtype == torch.float32 and t.is_cpu and t.is_contiguous() for t in (weight, bias)):
+def _numpy_views(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A weight and its bias (if any) as numpy views of their memory; None unless they are float32,
+    contiguous and on a CPU."""
+    if not all(t.dtype == torch.float32 and t.is_cpu and t.is_contiguous() for t in (weight, bias) if t is not None):
         return None
-    return weight.detach().numpy(), bias.detach().numpy()
+    return weight.detach().numpy(), None if bias is None else bias.detach().numpy()
+
+
+def _arrays(weight: torch.Tensor | None, bias: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_numpy_views` of a weight and its bias; None without either (`token_through_stack` adds every bias)."""
+    return None if weight is None or bias is None else _numpy_views(weight, bias)
 
 
 def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
