@@ -27,7 +27,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Rando
 from . import distributed
 from .allocator import keep_freed_memory
 from .config import Limits, ModelConfig, TrainConfig, as_int
-from .cpu_kernels import cpu_bf16_kernels, cpu_fast_dropout
+from .cpu_kernels import cpu_bf16_kernels
 from .data import IGNORE_INDEX, Task
 from .model import build_model
 from .sampling import greedy_answers
@@ -567,24 +567,21 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
 
 @contextlib.contextmanager
 def precision_context(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
-    """Autocast to `dtype` (None: plain float32); on a CPU, `cpu_bf16_kernels` for bf16 and
-    `cpu_fast_dropout` for float32.
+    """Autocast to `dtype` (None: plain float32); for bf16 on a CPU, `cpu_bf16_kernels` too.
 
     PyTorch's CPU attention and dropout kernels are slow here (core/cpu_kernels.py has the
     measurements). Plain bf16 attention made the whole training step of 4 x 128 and 6 x 256
     models 1.15-1.3x faster, and the cheaper dropout mask another 1.4-1.7x where dropout is on.
     What the mode leaves to PyTorch runs on the math kernel, the faster of PyTorch's two in bf16
-    here (forward + backward, head size 32: (64, 4, 64) flash 22.7 ms, math 10.6 ms). Float32
-    keeps PyTorch's attention and takes the cheaper dropout mask alone.
+    here (forward + backward, head size 32: (64, 4, 64) flash 22.7 ms, math 10.6 ms). The fp32
+    path keeps PyTorch's own choices.
     """
     with contextlib.ExitStack() as stack:
         if dtype is not None:
             stack.enter_context(torch.autocast(device.type, dtype=dtype))
-        if device.type == "cpu" and dtype == torch.bfloat16:
-            stack.enter_context(cpu_bf16_kernels())
-            stack.enter_context(sdpa_kernel(SDPBackend.MATH))  # for the calls it leaves to PyTorch
-        elif device.type == "cpu" and dtype is None:
-            stack.enter_context(cpu_fast_dropout())
+            if device.type == "cpu" and dtype == torch.bfloat16:
+                stack.enter_context(cpu_bf16_kernels())
+                stack.enter_context(sdpa_kernel(SDPBackend.MATH))  # for the calls it leaves to PyTorch
         yield
 
 

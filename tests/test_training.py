@@ -21,7 +21,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import core.training as training
-from core import cpu_kernels
 from core.config import Limits, ModelConfig, SampleConfig, TaskConfig, TrainConfig
 from core.data import IGNORE_INDEX, make_task
 from core.model import build_model
@@ -597,16 +596,6 @@ def test_cpu_bf16_attention_runs_as_plain_matmuls_and_float32_keeps_flash():
     fp32 = attention_kernels_run(None)
     assert bf16 == set(), bf16
     assert any("flash" in name for name in fp32), fp32
-
-
-def test_cpu_float32_training_draws_its_dropout_masks_the_cheaper_way(monkeypatch):
-    """fp32 on a CPU takes `cpu_fast_dropout` (see core/cpu_kernels.py for why, and why not the
-    attention too): every F.dropout of a training step, 1 + 3 per layer, none in evaluation."""
-    drawn = []
-    original = cpu_kernels.fast_dropout
-    monkeypatch.setattr(cpu_kernels, "fast_dropout", lambda x, p: drawn.append(p) or original(x, p))
-    steps, _, _ = train_small(epochs=1, dropout=0.1)
-    assert drawn == [0.1] * (1 + 3) * len(steps)
 
 
 def test_auto_precision_uses_bf16_only_where_it_pays(monkeypatch):
