@@ -554,8 +554,8 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
     Measured on a 2-core AVX-512 BF16 CPU (bench/peers.py, dropout 0, with `precision_context`'s
     kernels): 4 x 128 trained 1.8x faster in bf16 and 6 x 256 1.9x. The default 3 x 48 sort model
     took 14 ms a step in bf16 against 16-21 ms in fp32, but learned slower: over seeds 0-4 its
-    first 100% came after a median of 224 steps and 4.0 s (seed 0: 384 steps), against 160 steps
-    and 2.7 s in fp32. None means float32.
+    first 100% came after a median of 224 steps and 4.0 s (seed 0: 384 steps), against 192 steps
+    and 3.0 s in fp32. None means float32.
     """
     if precision == "fp32":
         return None
