@@ -1,5 +1,5 @@
-"""One row times a weight matrix in a single pass over the weights, and one token through a whole
-encoder layer in a single call: batch-1 sampling on a CPU.
+"""One row times a weight matrix in a single pass over the weights, and one token from its
+embedding to its logits in a single call: batch-1 sampling on a CPU.
 
 At batch 1 every new token multiplies each weight matrix by one vector, so sampling is bound by how
 fast that product reads the weights. PyTorch's eager operations offer two ways, and on the README's
