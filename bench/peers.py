@@ -444,6 +444,10 @@ class Shape:
 
 SHAPES = {"S": Shape(4, 128, 4, 64, 64), "M": Shape(6, 256, 8, 128, 32)}
 GOALS = {"S": 1.5, "M": 2.0}  # ours / nanoGPT tokens per second
+# Each contender's best round counts. Five rather than three: M's bf16 step, whose matmuls are
+# short, loses more to a busy neighbour than nanoGPT's fp32 step, and in three rounds of about
+# 35 s it sometimes had no quiet one.
+THROUGHPUT_ROUNDS = 5
 VOCAB = string.ascii_letters + string.digits + " .,"  # 65 characters, as nanoGPT's Shakespeare
 assert len(VOCAB) == 65
 
@@ -488,17 +492,28 @@ def ours_throughput(shape: Shape, precision: str, warmup: int, steps: int,
     task = make_task(TaskConfig(kind="text", seq_len=shape.context, val_size=shape.batch,
                                 train_size=shape.batch * (warmup + steps), seed=0, text=text))
     model_config = shape.model_config(len(task.vocab))
-    times = {}
+    ends = [0.0]  # when each step ended, from the run's start
     for event in train_task(task, model_config, train_config):
         if isinstance(event, StepEvent):
-            times[event.step] = event.elapsed_s
+            ends.append(event.elapsed_s)
             if event.step == warmup + steps:
                 break  # the timed steps are done: skip the epoch's validation
-    seconds = times[warmup + steps] - times[warmup]
     # the embedding is a lookup, not a matmul: count every other weight, as nanoGPT counts its own
     parameters = model_config.num_parameters() - len(task.vocab) * shape.width
-    return {"tokens_per_s": shape.batch * shape.context * steps / seconds,
-            "flops_per_token": flops_per_token(shape, parameters), "bf16": uses_bf16(precision)}
+    return {**_step_speed(shape, ends[warmup:]), "flops_per_token": flops_per_token(shape, parameters),
+            "bf16": uses_bf16(precision)}
+
+
+def _step_speed(shape: Shape, ends: list[float]) -> dict:
+    """Tokens/s from the times the timed steps ended (`ends[0]`: when the first one began).
+
+    The median step rather than the mean: a neighbour on this shared machine stretches a step or
+    two of a round now and then, and the median leaves those out for every contender alike. The
+    mean's figure is kept beside it, so a run shows what the choice changed."""
+    seconds = [end - start for start, end in itertools.pairwise(ends)]
+    tokens = shape.batch * shape.context
+    return {"tokens_per_s": tokens / statistics.median(seconds),
+            "mean_tokens_per_s": tokens * len(seconds) / (ends[-1] - ends[0])}
 
 
 def linear_matmuls_ms(shape: Shape, dtype: torch.dtype, repeats: int) -> float:
@@ -539,37 +554,41 @@ def nanogpt_throughput(peers: SimpleNamespace, shape: Shape, warmup: int, steps:
     # get_batch, since its loss views the targets flat
     inputs, targets = windows[..., :-1].contiguous(), windows[..., 1:].contiguous()
     model.train()
-    start = 0.0
+    ends = []
     for i, (x, y) in enumerate(zip(inputs, targets)):  # (B, T), (B, T)
         if i == warmup:
-            start = time.perf_counter()
+            ends.append(time.perf_counter())
         _, loss = model(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-    seconds = time.perf_counter() - start
-    return {"tokens_per_s": shape.batch * shape.context * steps / seconds,
-            "flops_per_token": flops_per_token(shape, model.get_num_params()), "bf16": False}
+        if i >= warmup:
+            ends.append(time.perf_counter())
+    return {**_step_speed(shape, ends), "flops_per_token": flops_per_token(shape, model.get_num_params()),
+            "bf16": False}
 
 
-def _best_of_rounds(contenders: dict, rounds: int) -> dict:
+def _best_of_rounds(contenders: dict, rounds: int) -> tuple[dict, dict]:
     """Run each contender once per round, interleaved, and keep each one's fastest round:
-    on a shared 2-core machine a neighbour slows whichever run it overlaps, never speeds it."""
+    on a shared 2-core machine a neighbour slows whichever run it overlaps, never speeds it.
+    Also returns every round's tokens/s per contender, for the JSON."""
     best: dict[str, dict | None] = {}
+    every: dict[str, list[float | None]] = {who: [] for who in contenders}
     for _ in range(rounds):
         for who, run in contenders.items():
             result = run()
+            every[who].append(result and result["tokens_per_s"])
             if who not in best or (result and result["tokens_per_s"] > best[who]["tokens_per_s"]):
                 best[who] = result
-    return best
+    return best, every
 
 
 def run_throughput(report: Report, peers: SimpleNamespace | None, quick: bool,
                    peak: dict[str, float]) -> None:
     """For S and M: nanoGPT, ours fp32 and ours auto, each run in a process of its own, taking turns."""
     text = random_text()
-    rounds = 1 if quick else 3
+    rounds = 1 if quick else THROUGHPUT_ROUNDS
     own = partial(in_own_process, threads=torch.get_num_threads())
     for name, shape in SHAPES.items():
         warmup, steps = (2, 4) if quick else (3, 24 if name == "S" else 10)
@@ -577,14 +596,14 @@ def run_throughput(report: Report, peers: SimpleNamespace | None, quick: bool,
                       "ours(auto)": partial(own, ours_throughput, shape, "auto", warmup, steps, text)}
         if peers:
             contenders["nanoGPT"] = partial(own, nanogpt_throughput, shape, warmup, steps, peers=peers)
-        runs = _best_of_rounds(contenders, rounds)
-        report.details[f"throughput {name}"] = {"shape": asdict(shape), "warmup": warmup,
-                                                "steps": steps, "rounds": rounds, **runs}
+        runs, every_round = _best_of_rounds(contenders, rounds)
+        report.details[f"throughput {name}"] = {"shape": asdict(shape), "warmup": warmup, "steps": steps,
+                                                "rounds": rounds, **runs, "every round": every_round}
         for who, run in runs.items():
             if run is not None:
                 report.figure(f"throughput {name} {who} tok/s", run["tokens_per_s"], "tok/s",
                               higher_is_better=True)
-        _print_throughput(report, name, runs, peak, f"{steps} steps, best of {rounds}")
+        _print_throughput(report, name, runs, peak, f"median of {steps} steps, best of {rounds} rounds")
 
 
 def _print_throughput(report: Report, name: str, runs: dict, peak: dict[str, float],
