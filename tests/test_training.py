@@ -529,15 +529,17 @@ def test_the_default_run_solves_the_task_and_stops(kind):
     the 300 steps that issue 7 set, then stop.
 
     Seed 0 is the page's default: its first epoch at 100% ends after 224 (sort), 192 (copy) and
-    160 (reverse) steps, at one thread and at two. A change to the model, the optimizer or the
-    random stream that slows learning past the target shows here as a count of steps, which no
-    neighbour on the machine can move, where the benchmark's times would only hint at it.
+    160 (reverse) steps, at one thread and at two, and at one thread (this module's, and each of
+    the page's two runs at a time) the run ends after 9, 9 and 7 epochs. A change to the model,
+    the optimizer or the random stream that slows learning shows here as a count of steps or
+    epochs, which no neighbour on the machine can move: a cheaper dropout mask, once tried, made
+    the sort run end after 15 epochs, and only the class of 30's time (bench/classroom.py) showed it.
     """
     task = make_task(TaskConfig(kind))
     model_config = ModelConfig(len(task.vocab), [48, 48, 48], [192, 192, 192], nhead=3)
     result = [e for e in train_task(task, model_config, TrainConfig()) if isinstance(e, FitResult)][0]
     assert result.stop_reason == "solved", result.message
-    assert len(result.history.epochs) < TrainConfig().epochs
+    assert len(result.history.epochs) <= 12, f"ended after {len(result.history.epochs)} epochs"
     first_solved = next(r.epoch for r in result.history.epochs if r.val_accuracy == 1.0)
     steps_by_then = sum(position <= first_solved for position in result.history.step_positions)
     assert steps_by_then <= 300, f"first 100% after {steps_by_then} steps (epoch {first_solved})"
