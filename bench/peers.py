@@ -554,19 +554,16 @@ def nanogpt_throughput(peers: SimpleNamespace, shape: Shape, warmup: int, steps:
     # get_batch, since its loss views the targets flat
     inputs, targets = windows[..., :-1].contiguous(), windows[..., 1:].contiguous()
     model.train()
-    ends = []
-    for i, (x, y) in enumerate(zip(inputs, targets)):  # (B, T), (B, T)
-        if i == warmup:
-            ends.append(time.perf_counter())
+    ends = [time.perf_counter()]  # when each step ended, and when the first began
+    for x, y in zip(inputs, targets):  # (B, T), (B, T)
         _, loss = model(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        if i >= warmup:
-            ends.append(time.perf_counter())
-    return {**_step_speed(shape, ends), "flops_per_token": flops_per_token(shape, model.get_num_params()),
-            "bf16": False}
+        ends.append(time.perf_counter())
+    return {**_step_speed(shape, ends[warmup:]),
+            "flops_per_token": flops_per_token(shape, model.get_num_params()), "bf16": False}
 
 
 def _best_of_rounds(contenders: dict, rounds: int) -> tuple[dict, dict]:
