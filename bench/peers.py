@@ -444,9 +444,9 @@ class Shape:
 
 SHAPES = {"S": Shape(4, 128, 4, 64, 64), "M": Shape(6, 256, 8, 128, 32)}
 GOALS = {"S": 1.5, "M": 2.0}  # ours / nanoGPT tokens per second
-# Each contender's best round counts. Five rather than three: M's bf16 step, whose matmuls are
-# short, loses more to a busy neighbour than nanoGPT's fp32 step, and in three rounds of about
-# 35 s it sometimes had no quiet one.
+# Each contender's best round counts. Five rather than three: within one run, M's rounds (about
+# 35 s each) read anywhere from 1.77x to 2.17x as the machine's neighbours came and went, and
+# more rounds give each contender more chances of a quiet minute.
 THROUGHPUT_ROUNDS = 5
 VOCAB = string.ascii_letters + string.digits + " .,"  # 65 characters, as nanoGPT's Shakespeare
 assert len(VOCAB) == 65
