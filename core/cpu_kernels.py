@@ -63,33 +63,41 @@ class cpu_bf16_kernels(TorchFunctionMode):  # noqa: N801 (used like a function: 
     mode stack is per thread: training in one server thread leaves the others alone.
     """
 
+    def __init__(self, generator: torch.Generator | None = None):
+        super().__init__()
+        self.generator = generator  # dropout's random numbers; None: torch's global generator
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.dropout:
             call = _arguments(_DROPOUT_SIGNATURE, args, kwargs)
             if call["training"] and not call["inplace"]:
-                return fast_dropout(call["input"], call["p"])
+                return fast_dropout(call["input"], call["p"], self.generator)
         elif func is F.multi_head_attention_forward:
             call = _arguments(_MHA_SIGNATURE, args, kwargs)
             if _is_plain_self_attention(call):
-                return _sequence_first_attention(call), None
+                return _sequence_first_attention(call, self.generator), None
         return func(*args, **kwargs)
 
 
-def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+def fast_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """`F.dropout(x, p, training=True)` with a cheaper mask.
 
     Each element is kept when a 16-bit random number is at least round(p * 65536), so p is
     rounded to a multiple of 1/65536 (0.05 -> 0.0500031); kept elements are scaled by one over
-    their keep probability, so the expectation is exactly x. The numbers come from torch's
-    generator, so a seeded run repeats. A p that rounds to 0 or 65536 goes to `F.dropout`.
+    their keep probability, so the expectation is exactly x. The numbers come from `generator`
+    (torch's global one when None), so a seeded run repeats. A p that rounds to 0 or 65536 gets
+    an exact mask: `F.dropout`'s, or with a generator of its own, `bernoulli_`'s.
     """
     dropped = round(p * _LEVELS)
     if not 0 < dropped < _LEVELS:
-        return F.dropout(x, p, training=True)
+        if generator is None or p in (0, 1):  # p 0 or 1 draws nothing
+            return F.dropout(x, p, training=True)
+        return x * torch.empty_like(x).bernoulli_(1 - p, generator=generator) / (1 - p)
     n = x.numel()
     # one full-range 64-bit draw per four elements, read as four 16-bit numbers in [-32768, 32767]
-    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None,
+                                                                                generator=generator)
     numbers = draws.view(torch.int16)[:n].view(x.shape)
     keep = (numbers >= dropped - _LEVELS // 2).to(x.dtype)  # 1 with probability 1 - dropped/65536
     return x * keep * (_LEVELS / (_LEVELS - dropped))
@@ -112,13 +120,14 @@ def _is_plain_self_attention(a: dict) -> bool:
             and not (a["is_causal"] and mask is None))
 
 
-def _sequence_first_attention(a: dict) -> torch.Tensor:
+def _sequence_first_attention(a: dict, generator: torch.Generator | None) -> torch.Tensor:
     """`F.multi_head_attention_forward`'s result, (T, B, C) in and out as it takes them.
 
     The mask is the one the layer was given: with `is_causal` it is the causal mask, PyTorch only
     uses the flag to pick a kernel.
     """
-    dropout = partial(fast_dropout, p=a["dropout_p"]) if a["training"] and a["dropout_p"] > 0 else None
+    dropout = partial(fast_dropout, p=a["dropout_p"], generator=generator) \
+        if a["training"] and a["dropout_p"] > 0 else None
     x = a["query"].transpose(0, 1)  # (T, B, C) -> (B, T, C): the layer's batch-first tensor again, no copy
     out = self_attention(x, a["num_heads"], a["in_proj_weight"], a["in_proj_bias"], a["out_proj_weight"],
                          a["out_proj_bias"], a["attn_mask"], dropout)  # (B, T, C)

@@ -566,8 +566,10 @@ def autocast_dtype(precision: str, device: torch.device, model_config: ModelConf
 
 
 @contextlib.contextmanager
-def precision_context(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
-    """Autocast to `dtype` (None: plain float32); for bf16 on a CPU, `cpu_bf16_kernels` too.
+def precision_context(device: torch.device, dtype: torch.dtype | None,
+                      dropout_generator: torch.Generator | None = None) -> Iterator[None]:
+    """Autocast to `dtype` (None: plain float32); for bf16 on a CPU, `cpu_bf16_kernels` too, its
+    dropout drawing from `dropout_generator` (torch's global generator when None).
 
     PyTorch's CPU attention and dropout kernels are slow here (core/cpu_kernels.py has the
     measurements). Plain bf16 attention made the whole training step of 4 x 128 and 6 x 256
@@ -580,7 +582,7 @@ def precision_context(device: torch.device, dtype: torch.dtype | None) -> Iterat
         if dtype is not None:
             stack.enter_context(torch.autocast(device.type, dtype=dtype))
             if device.type == "cpu" and dtype == torch.bfloat16:
-                stack.enter_context(cpu_bf16_kernels())
+                stack.enter_context(cpu_bf16_kernels(dropout_generator))
                 stack.enter_context(sdpa_kernel(SDPBackend.MATH))  # for the calls it leaves to PyTorch
         yield
 

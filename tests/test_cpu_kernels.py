@@ -138,6 +138,22 @@ def test_fast_dropout_repeats_with_the_seed_and_its_gradient_follows_the_mask():
     assert 0 < masks[0].sum() < x.numel()
 
 
+def test_fast_dropout_with_a_generator_of_its_own_repeats_with_it_and_leaves_torchs_alone():
+    """Each thread of a sliced training step (core/parallel_step.py) draws from its own generator."""
+    x = torch.randn(3, 5, 7)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first, second = (fast_dropout(x, p, torch.Generator().manual_seed(4)) for p in (0.3, 0.3))
+    assert torch.equal(first, second)
+    assert torch.equal(torch.get_rng_state(), before)
+    other = fast_dropout(x, 0.3, torch.Generator().manual_seed(5))
+    assert not torch.equal(first == 0, other == 0)
+    tiny = fast_dropout(torch.ones(200_000), 1e-6, torch.Generator().manual_seed(0))  # rounds to 0 of 65536
+    assert torch.equal(torch.get_rng_state(), before)
+    assert (tiny == 0).sum() <= 5
+    torch.testing.assert_close(tiny.max(), torch.tensor(1 / (1 - 1e-6)))
+
+
 def test_fast_dropout_leaves_the_extremes_to_pytorch():
     x = torch.randn(4, 6)
     torch.testing.assert_close(fast_dropout(x, 0.0), x)
@@ -150,9 +166,9 @@ def test_the_mode_answers_every_dropout_of_a_training_model_and_none_in_eval(mon
     calls = []
     original = cpu_kernels.fast_dropout
 
-    def counting(x, p):
+    def counting(x, p, generator=None):
         calls.append(p)
-        return original(x, p)
+        return original(x, p, generator)
     monkeypatch.setattr(cpu_kernels, "fast_dropout", counting)
     model = tiny_model(vocab_size=7, d_models=(16, 16), dropout=0.2)
     ids = torch.randint(7, (2, 6))  # (B, T)

@@ -70,7 +70,7 @@ def test_auto_precision_is_bf16_on_a_gpu_that_has_it():
 def test_gpu_bf16_keeps_pytorchs_attention_kernels(monkeypatch):
     """The CPU's bf16 mode is for CPUs only: on CUDA a bf16 step runs PyTorch's fused attention."""
     entered = []
-    monkeypatch.setattr(training, "cpu_bf16_kernels", lambda: entered.append(1) or cpu_bf16_kernels())
+    monkeypatch.setattr(training, "cpu_bf16_kernels", lambda *args: entered.append(1) or cpu_bf16_kernels(*args))
     kernels = attention_kernels_run(torch.bfloat16, "cuda")
     assert not entered
     assert any("flash" in k or "efficient" in k or "cudnn" in k for k in kernels), kernels
