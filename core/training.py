@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import time
@@ -30,6 +31,7 @@ from .config import Limits, ModelConfig, TrainConfig, as_int
 from .cpu_kernels import cpu_bf16_kernels
 from .data import IGNORE_INDEX, Task
 from .model import build_model
+from .parallel_step import forward_backward, slice_threads
 from .sampling import greedy_answers
 
 StopReason = Literal["completed", "solved", "early_stopping", "stopped", "time_limit", "diverged"]
@@ -287,7 +289,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
     loss keeps falling, so "in a row" ran some seeds for 40 more epochs.)
 
     `autocast_dtype` (bfloat16) runs forward and loss in autocast; validation stays in float32
-    so the best-model choice never rests on rounding.
+    so the best-model choice never rests on rounding. In bf16 on a CPU with several torch
+    threads, each large enough batch is split over them (core/parallel_step.py).
     """
     device = torch.device(device)
     keep_freed_memory()  # each step reuses the pages the last one freed (core/allocator.py)
@@ -302,6 +305,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
     stop_reason, message = "completed", f"trained {num_epochs} epochs"
 
     bare = getattr(model, "module", model)  # under DistributedDataParallel, the model it wraps
+    batch_loss = functools.partial(_batch_loss, model, criterion, device, autocast_dtype)
+    threads = slice_threads(device, autocast_dtype, criterion, distributed.launched())
+    ignore = getattr(criterion, "ignore_index", IGNORE_INDEX)
+    parameters = [p for p in model.parameters() if p.requires_grad]
     for epoch in range(state.epoch + 1, num_epochs + 1):
         model.train()
         _set_epoch(train_loader, epoch)
@@ -321,9 +328,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
                 break
             step_start = time.perf_counter()
             x, y = x.to(device), y.to(device)  # (B, T), (B, T)
-            with precision_context(device, autocast_dtype):
-                logits = model(x)  # (B, T) -> (B, T, V)
-                loss = flat_loss(criterion, logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss = forward_backward(batch_loss, x, y, parameters, threads, ignore)  # on one thread or a slice per core
             (diverged,) = distributed.agree(not torch.isfinite(loss).item())
             if diverged:
                 lr = optimizer.param_groups[0]["lr"]
@@ -333,8 +339,6 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
                                 f"the loss became {loss.item()} at epoch {epoch}, step {batch_index + 1}: "
                                 f"training stopped; lower the learning rate (it was {lr:.3g}); {kept}")
                 return
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             if grad_clip and grad_clip > 0:
                 clip_gradients(model.parameters(), grad_clip)
             optimizer.step()
@@ -391,6 +395,13 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
         message += f"; best model from epoch {best_epoch} (validation loss {best_loss:.4f})"
     last_model = _finish(model) if history.epochs else None
     yield FitResult(_finish(best_model), best_loss, best_epoch, history, stop_reason, message, last_model)
+
+
+def _batch_loss(model: nn.Module, criterion: nn.Module, device: torch.device, autocast_dtype: torch.dtype | None,
+                x: torch.Tensor, y: torch.Tensor, dropout_generator: torch.Generator | None = None) -> torch.Tensor:
+    """A training batch's mean loss, in the run's precision."""
+    with precision_context(device, autocast_dtype, dropout_generator):
+        return flat_loss(criterion, model(x), y)  # (B, T) -> (B, T, V) -> the mean over counted targets
 
 
 def clip_gradients(parameters: Iterable[nn.Parameter], max_norm: float) -> None:
