@@ -85,14 +85,12 @@ def forward_backward(batch_loss: BatchLoss, x: torch.Tensor, y: torch.Tensor, pa
     seeds = torch.randint(2**62, (len(work),)).tolist()  # from torch's generator: a seeded run repeats
     futures = [_slice_threads(threads).submit(_slice_gradients, batch_loss, xs, ys, share, seed, parameters)
                for (xs, ys, share), seed in zip(work, seeds)]
-    wait(futures)  # every slice ends before any error is raised: none is left writing
-    losses = []
-    for future in futures:  # in slice order, so the sums are the same every run
-        loss, gradients = future.result()
-        losses.append(loss)
+    wait(futures)  # every slice ends before any error is raised: none is left computing
+    results = [future.result() for future in futures]  # a slice's error, before any gradient is added
+    for _, gradients in results:  # in slice order, so the sums are the same every run
         for parameter, gradient in zip(parameters, gradients):
             _add_gradient(parameter, gradient)
-    return torch.stack(losses).sum()
+    return torch.stack([loss for loss, _ in results]).sum()
 
 
 def _slice_gradients(batch_loss: BatchLoss, x: torch.Tensor, y: torch.Tensor, share: float, seed: int,

@@ -106,11 +106,17 @@ def test_small_batches_stay_whole(monkeypatch):
     assert torch.isfinite(loss)
 
 
-def test_an_error_in_a_slice_reaches_the_caller(small_slices):
+def test_an_error_in_a_slice_reaches_the_caller_and_no_gradient_is_added(small_slices):
+    """The other slice's gradients are dropped too: a step is all or nothing."""
     model = tiny_model(vocab_size=7).train()
+    computed = functools.partial(_batch_loss, model, nn.CrossEntropyLoss(), CPU, None)
 
-    def failing(x, y, generator):
-        raise MemoryError(f"no memory for a slice of {x.size(0)}")
+    def second_slice_fails(x, y, generator):
+        if (y == 6).all():
+            raise MemoryError(f"no memory for a slice of {x.size(0)}")
+        return computed(x, y, generator)
+    x, y = torch.randint(7, (4, 3)), torch.randint(6, (4, 3))
+    y[2:] = 6
     with pytest.raises(MemoryError, match="no memory for a slice of 2"):
-        forward_backward(failing, torch.randint(7, (4, 3)), torch.randint(7, (4, 3)), list(model.parameters()), 2,
-                         IGNORE_INDEX)
+        forward_backward(second_slice_fails, x, y, list(model.parameters()), 2, IGNORE_INDEX)
+    assert all(p.grad is None for p in model.parameters())
