@@ -20,7 +20,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, SequentialSampler
@@ -585,16 +584,18 @@ def precision_context(device: torch.device, dtype: torch.dtype | None,
     PyTorch's CPU attention and dropout kernels are slow here (core/cpu_kernels.py has the
     measurements). Plain bf16 attention made the whole training step of 4 x 128 and 6 x 256
     models 1.15-1.3x faster, and the cheaper dropout mask another 1.4-1.7x where dropout is on.
-    What the mode leaves to PyTorch runs on the math kernel, the faster of PyTorch's two in bf16
-    here (forward + backward, head size 32: (64, 4, 64) flash 22.7 ms, math 10.6 ms). The fp32
-    path keeps PyTorch's own choices.
+    The fp32 path keeps PyTorch's own choices.
+
+    The mode answers every attention call the seed's encoder layers make in training, so no
+    choice of PyTorch's attention kernel is made here: `sdpa_kernel` switches a process-wide
+    setting, and threads entering and leaving it in turn (the slices of core/parallel_step.py,
+    the page's step buttons) left it switched to the math kernel for every later float32 run.
     """
     with contextlib.ExitStack() as stack:
         if dtype is not None:
             stack.enter_context(torch.autocast(device.type, dtype=dtype))
             if device.type == "cpu" and dtype == torch.bfloat16:
                 stack.enter_context(cpu_bf16_kernels(dropout_generator))
-                stack.enter_context(sdpa_kernel(SDPBackend.MATH))  # for the calls it leaves to PyTorch
         yield
 
 

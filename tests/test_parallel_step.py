@@ -63,7 +63,7 @@ def test_each_slice_thread_runs_torch_on_one_thread_and_the_caller_keeps_its_cou
 
 def test_a_sliced_bf16_run_repeats_bit_for_bit_with_dropout(monkeypatch):
     """Two threads, each drawing its dropout from a generator seeded from torch's: the same seed
-    gives the same losses, and the steps really ran in slices."""
+    gives the same losses, the steps really ran in slices, and no process-wide setting changed."""
     sliced = []
     original = parallel_step._slice_gradients
     monkeypatch.setattr(parallel_step, "_slice_gradients", lambda *args: sliced.append(1) or original(*args))
@@ -80,6 +80,8 @@ def test_a_sliced_bf16_run_repeats_bit_for_bit_with_dropout(monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert runs[0] == runs[1]
+    # threads entering and leaving PyTorch's process-wide attention-kernel switch left it on math
+    assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
     assert len(sliced) == 2 * len(runs[0]) * 2  # 4,096 positions a batch: two slices a step, in both runs
     assert runs[0][-1] < runs[0][0]
 
