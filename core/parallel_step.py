@@ -80,8 +80,8 @@ def forward_backward(batch_loss: BatchLoss, x: torch.Tensor, y: torch.Tensor, pa
         loss = batch_loss(x, y, None)
         loss.backward()
         return loss.detach()
-    work = [(xs, ys, n / sum(counted)) for xs, ys, n in zip(x.tensor_split(slices), y.tensor_split(slices), counted)
-            if n]
+    total = sum(counted)
+    work = [(xs, ys, n / total) for xs, ys, n in zip(x.tensor_split(slices), y.tensor_split(slices), counted) if n]
     seeds = torch.randint(2**62, (len(work),)).tolist()  # from torch's generator: a seeded run repeats
     futures = [_slice_threads(threads).submit(_slice_gradients, batch_loss, xs, ys, share, seed, parameters)
                for (xs, ys, share), seed in zip(work, seeds)]

@@ -23,10 +23,10 @@ def small_slices(monkeypatch):
     monkeypatch.setattr(parallel_step, "MIN_SLICE_TOKENS", 1)
 
 
-def gradients_of(model: nn.Module, x, y, threads: int, dtype=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def gradients_of(model: nn.Module, x, y, threads: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     model.zero_grad(set_to_none=True)
     parameters = list(model.parameters())
-    batch_loss = functools.partial(_batch_loss, model, nn.CrossEntropyLoss(), CPU, dtype)
+    batch_loss = functools.partial(_batch_loss, model, nn.CrossEntropyLoss(), CPU, None)
     loss = forward_backward(batch_loss, x, y, parameters, threads, IGNORE_INDEX)
     return loss, [p.grad.clone() for p in parameters]
 
@@ -39,7 +39,8 @@ def test_slices_add_up_to_the_whole_batchs_loss_and_gradients(small_slices, mode
     torch.manual_seed(1)
     x, y = torch.randint(7, (7, 6)), torch.randint(7, (7, 6))  # (B, T)
     y[0, :4] = IGNORE_INDEX
-    for threads, ignored_rows in [(2, []), (3, []), (3, [2, 3, 4])]:  # rows 2-4: the middle slice of 3
+    # three slices of 7 rows hold 3, 2 and 2: ignoring rows 2-4 leaves the middle one nothing to count
+    for threads, ignored_rows in [(2, []), (3, []), (3, [2, 3, 4])]:
         y_run = y.clone()
         y_run[ignored_rows] = IGNORE_INDEX
         whole_loss, whole_grads = gradients_of(model, x, y_run, 1)
