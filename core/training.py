@@ -339,7 +339,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
                                 f"training stopped; lower the learning rate (it was {lr:.3g}); {kept}")
                 return
             if grad_clip and grad_clip > 0:
-                clip_gradients(model.parameters(), grad_clip)
+                clip_gradients(parameters, grad_clip)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
